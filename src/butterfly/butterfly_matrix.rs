@@ -1,0 +1,546 @@
+//! [`Butterfly`]: a product of butterfly factors, the Kaleidoscope hierarchy when `nblocks > 1`.
+
+use super::init::{fill_block, Init};
+use super::kernel::{self, Lane, Level, Mode, LANES};
+use super::permutation::Permutation;
+use crate::error::Result;
+use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};
+use crate::linear_map::{Differentiable, LinearMap};
+use crate::scalar::Scalar;
+use ndarray::{s, Array2, ArrayView2, ArrayView6, ArrayViewMut2, ArrayViewMut6, Axis};
+use rand::Rng;
+use rayon::prelude::*;
+
+/// How to build a [`Butterfly`] with [`Butterfly::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ButterflyConfig {
+    /// Number of butterfly blocks `B` multiplied together; blocks alternate stride direction,
+    /// so `nblocks = 2k` is the Kaleidoscope hierarchy `(B B*)^k`.
+    pub nblocks: usize,
+    /// Stride direction of the first block: `1, 2, …, n/2` when true, `n/2, …, 1` when false.
+    pub increasing_stride: bool,
+    /// Twiddle initialisation.
+    pub init: Init,
+    /// Whether the map has a learnable bias (initialised to zero).
+    pub bias: bool,
+}
+
+impl Default for ButterflyConfig {
+    fn default() -> Self {
+        Self {
+            nblocks: 1,
+            increasing_stride: true,
+            init: Init::Randn,
+            bias: true,
+        }
+    }
+}
+
+/// A butterfly matrix (Dao et al., ICML 2019) and its products (Kaleidoscope, ICLR 2020).
+///
+/// With `n = 2^m ≥ in_features`, one butterfly block is `B = B_m ⋯ B_1`, where level `l`
+/// mixes coordinate pairs `(a, a + s_l)` by a 2×2 block (stride `s_l = 2^(l-1)` for increasing
+/// stride, reversed otherwise). The map is
+///
+/// `y = [ Q · B^{(1)}_{nblocks} ⋯ B^{(1)}_1 · P ; … ; Q · B^{(S)} ⋯ · P ] · pad(x) + b`,
+///
+/// truncated to `out_features`: the input is zero-padded to `n`, optionally permuted by a
+/// fixed `P`, sent through `nstacks = ⌈out/n⌉` independent stacks of `nblocks` blocks whose
+/// outputs are optionally permuted by a fixed `Q` and concatenated.
+///
+/// Parameters: the twiddles, shape `(nstacks, nblocks, log2 n, n/2, 2, 2)` (the 2×2 block of
+/// level `l`'s `p`-th pair, pairs ordered by block then offset), followed by the bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Butterfly<T: Scalar> {
+    in_features: usize,
+    out_features: usize,
+    n: usize,
+    log_n: usize,
+    nstacks: usize,
+    nblocks: usize,
+    increasing_stride: bool,
+    has_bias: bool,
+    params: Vec<T>,
+    in_perm: Option<Permutation>,
+    out_perm: Option<Permutation>,
+}
+
+/// Padded size and number of stacks for a map `in → out`.
+fn geometry(in_features: usize, out_features: usize) -> Result<(usize, usize, usize)> {
+    check_nonzero("in_features", in_features)?;
+    check_nonzero("out_features", out_features)?;
+    let n = in_features.next_power_of_two();
+    let log_n = n.trailing_zeros() as usize;
+    let nstacks = out_features.div_ceil(n);
+    Ok((n, log_n, nstacks))
+}
+
+impl<T: Scalar> Butterfly<T> {
+    /// A random (or structured, per `config.init`) butterfly map `in_features → out_features`.
+    pub fn new<R: Rng + ?Sized>(
+        in_features: usize,
+        out_features: usize,
+        config: ButterflyConfig,
+        rng: &mut R,
+    ) -> Result<Self> {
+        check_nonzero("nblocks", config.nblocks)?;
+        let (n, log_n, nstacks) = geometry(in_features, out_features)?;
+        let block_len = log_n * n / 2 * 4;
+        let mut params = vec![T::zero(); nstacks * config.nblocks * block_len];
+        for (i, block) in params.chunks_exact_mut(block_len.max(1)).enumerate() {
+            let b = i % config.nblocks;
+            let increasing = (b % 2 == 0) == config.increasing_stride;
+            fill_block(config.init, b == 0, increasing, n, block, rng)?;
+        }
+        if config.bias {
+            params.extend(std::iter::repeat_n(T::zero(), out_features));
+        }
+        Ok(Self {
+            in_features,
+            out_features,
+            n,
+            log_n,
+            nstacks,
+            nblocks: config.nblocks,
+            increasing_stride: config.increasing_stride,
+            has_bias: config.bias,
+            params,
+            in_perm: None,
+            out_perm: None,
+        })
+    }
+
+    /// A butterfly from explicit twiddles of shape `(nstacks, nblocks, log2 n, n/2, 2, 2)`
+    /// flattened row-major, with `n = in_features.next_power_of_two()` and
+    /// `nstacks = ⌈out_features / n⌉`.
+    pub fn from_twiddle(
+        in_features: usize,
+        out_features: usize,
+        nblocks: usize,
+        increasing_stride: bool,
+        twiddle: Vec<T>,
+        bias: Option<Vec<T>>,
+    ) -> Result<Self> {
+        check_nonzero("nblocks", nblocks)?;
+        let (n, log_n, nstacks) = geometry(in_features, out_features)?;
+        check_len(
+            "twiddle",
+            twiddle.len(),
+            nstacks * nblocks * log_n * n / 2 * 4,
+        )?;
+        let mut params = twiddle;
+        let has_bias = bias.is_some();
+        if let Some(b) = bias {
+            check_len("bias", b.len(), out_features)?;
+            params.extend(b);
+        }
+        Ok(Self {
+            in_features,
+            out_features,
+            n,
+            log_n,
+            nstacks,
+            nblocks,
+            increasing_stride,
+            has_bias,
+            params,
+            in_perm: None,
+            out_perm: None,
+        })
+    }
+
+    /// Permute the zero-padded input by the fixed `p` (length `n`) before the first level.
+    pub fn with_input_permutation(mut self, p: Permutation) -> Result<Self> {
+        check_len("input permutation", p.len(), self.n)?;
+        self.in_perm = if p.is_identity() { None } else { Some(p) };
+        Ok(self)
+    }
+
+    /// Permute every stack's output by the fixed `q` (length `n`) after the last level.
+    pub fn with_output_permutation(mut self, q: Permutation) -> Result<Self> {
+        check_len("output permutation", q.len(), self.n)?;
+        self.out_perm = if q.is_identity() { None } else { Some(q) };
+        Ok(self)
+    }
+
+    /// The padded size `n = 2^m`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// `log2 n`: levels per block.
+    pub fn log_n(&self) -> usize {
+        self.log_n
+    }
+    /// Number of independent stacks whose outputs are concatenated.
+    pub fn nstacks(&self) -> usize {
+        self.nstacks
+    }
+    /// Number of blocks per stack.
+    pub fn nblocks(&self) -> usize {
+        self.nblocks
+    }
+    /// Stride direction of the first block.
+    pub fn increasing_stride(&self) -> bool {
+        self.increasing_stride
+    }
+    /// Whether block `b` has increasing stride (blocks alternate).
+    pub fn block_increasing(&self, b: usize) -> bool {
+        (b % 2 == 0) == self.increasing_stride
+    }
+    /// The stride of level `l` of block `b`.
+    pub fn level_stride(&self, b: usize, l: usize) -> usize {
+        if self.block_increasing(b) {
+            1 << l
+        } else {
+            self.n >> (l + 1)
+        }
+    }
+    /// The fixed input permutation, if any.
+    pub fn input_permutation(&self) -> Option<&Permutation> {
+        self.in_perm.as_ref()
+    }
+    /// The fixed output permutation, if any.
+    pub fn output_permutation(&self) -> Option<&Permutation> {
+        self.out_perm.as_ref()
+    }
+    /// Number of twiddle entries: `nstacks · nblocks · log2 n · (n/2) · 4`.
+    pub fn twiddle_len(&self) -> usize {
+        self.nstacks * self.nblocks * self.log_n * self.n / 2 * 4
+    }
+    /// The flat twiddles (the first [`twiddle_len`](Self::twiddle_len) parameters).
+    pub fn twiddle(&self) -> &[T] {
+        &self.params[..self.twiddle_len()]
+    }
+    /// The flat twiddles, mutable.
+    pub fn twiddle_mut(&mut self) -> &mut [T] {
+        let len = self.twiddle_len();
+        &mut self.params[..len]
+    }
+    fn twiddle_shape(&self) -> (usize, usize, usize, usize, usize, usize) {
+        (self.nstacks, self.nblocks, self.log_n, self.n / 2, 2, 2)
+    }
+    /// The twiddles as an array of shape `(nstacks, nblocks, log2 n, n/2, 2, 2)`.
+    pub fn twiddle_view(&self) -> ArrayView6<'_, T> {
+        ArrayView6::from_shape(self.twiddle_shape(), self.twiddle()).expect("twiddle layout")
+    }
+    /// The twiddles as a mutable array of shape `(nstacks, nblocks, log2 n, n/2, 2, 2)`.
+    pub fn twiddle_view_mut(&mut self) -> ArrayViewMut6<'_, T> {
+        let shape = self.twiddle_shape();
+        ArrayViewMut6::from_shape(shape, self.twiddle_mut()).expect("twiddle layout")
+    }
+    /// The bias, if the map has one.
+    pub fn bias(&self) -> Option<&[T]> {
+        self.has_bias.then(|| &self.params[self.twiddle_len()..])
+    }
+    /// The bias, mutable.
+    pub fn bias_mut(&mut self) -> Option<&mut [T]> {
+        let len = self.twiddle_len();
+        self.has_bias.then(|| &mut self.params[len..])
+    }
+    /// Drop the bias (the map becomes linear).
+    pub fn without_bias(mut self) -> Self {
+        let len = self.twiddle_len();
+        self.params.truncate(len);
+        self.has_bias = false;
+        self
+    }
+
+    /// The levels of one stack in application order.
+    fn stack_levels(&self, stack: usize) -> Vec<Level<'_, T>> {
+        let level_len = self.n / 2 * 4;
+        let mut levels = Vec::with_capacity(self.nblocks * self.log_n);
+        for b in 0..self.nblocks {
+            for l in 0..self.log_n {
+                let off = ((stack * self.nblocks + b) * self.log_n + l) * level_len;
+                levels.push(Level {
+                    stride: self.level_stride(b, l),
+                    tw: &self.params[off..off + level_len],
+                });
+            }
+        }
+        levels
+    }
+
+    /// Load a tile of input rows into lanes: `w[i][k] = pad(x_k)[P[i]]`.
+    fn load_input(&self, x: ArrayView2<T>, w: &mut [Lane<T>]) {
+        fill_zero(w);
+        let xs = x.as_standard_layout();
+        for (k, row) in xs.axis_iter(Axis(0)).enumerate() {
+            let row = row.to_slice().expect("standard layout");
+            match &self.in_perm {
+                None => {
+                    for (wi, &v) in w.iter_mut().zip(row) {
+                        wi[k] = v;
+                    }
+                }
+                Some(p) => {
+                    for (wi, &src) in w.iter_mut().zip(p.as_slice()) {
+                        if src < self.in_features {
+                            wi[k] = row[src];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scatter lanes back to input coordinates (the transpose of `load_input`).
+    fn store_input_transpose(&self, w: &[Lane<T>], mut x: ArrayViewMut2<T>) {
+        for (k, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
+            match &self.in_perm {
+                None => {
+                    for (i, v) in row.iter_mut().enumerate() {
+                        *v = w[i][k];
+                    }
+                }
+                Some(p) => {
+                    for (wi, &src) in w.iter().zip(p.as_slice()) {
+                        if src < self.in_features {
+                            row[src] = wi[k];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write stack `stack`'s lanes to output columns `stack·n ..`: `y_k[stack·n + j] = w[Q[j]][k]`.
+    fn store_output(&self, w: &[Lane<T>], stack: usize, y: &mut ArrayViewMut2<T>, bias: bool) {
+        let start = stack * self.n;
+        let end = (start + self.n).min(self.out_features);
+        let b = if bias { self.bias() } else { None };
+        for (k, mut row) in y.axis_iter_mut(Axis(0)).enumerate() {
+            for i in start..end {
+                let j = i - start;
+                let src = self.out_perm.as_ref().map_or(j, |q| q.as_slice()[j]);
+                let v = w[src][k];
+                row[i] = match b {
+                    Some(b) => v + b[i],
+                    None => v,
+                };
+            }
+        }
+    }
+
+    /// Load output columns of stack `stack` into lanes (the transpose of `store_output`).
+    fn load_output_transpose(&self, y: ArrayView2<T>, stack: usize, w: &mut [Lane<T>]) {
+        fill_zero(w);
+        let start = stack * self.n;
+        let end = (start + self.n).min(self.out_features);
+        for (k, row) in y.axis_iter(Axis(0)).enumerate() {
+            for i in start..end {
+                let j = i - start;
+                let dst = self.out_perm.as_ref().map_or(j, |q| q.as_slice()[j]);
+                w[dst][k] = row[i];
+            }
+        }
+    }
+
+    fn forward_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>, bias: bool) {
+        let n = self.n;
+        let stacks: Vec<_> = (0..self.nstacks).map(|s| self.stack_levels(s)).collect();
+        let job = |(input, work): &mut (Vec<Lane<T>>, Vec<Lane<T>>),
+                   (t, mut yt): (usize, ArrayViewMut2<T>)| {
+            let xt = x.slice(s![t * LANES..t * LANES + yt.nrows(), ..]);
+            self.load_input(xt, input);
+            for (s, levels) in stacks.iter().enumerate() {
+                work.copy_from_slice(input);
+                kernel::run_levels(work, levels, Mode::Forward);
+                self.store_output(work, s, &mut yt, bias);
+            }
+        };
+        let init = || (lanes::<T>(n), lanes::<T>(n));
+        if x.nrows() <= LANES {
+            y.axis_chunks_iter_mut(Axis(0), LANES)
+                .enumerate()
+                .for_each(|item| job(&mut init(), item));
+        } else {
+            y.axis_chunks_iter_mut(Axis(0), LANES)
+                .into_par_iter()
+                .enumerate()
+                .for_each_init(init, job);
+        }
+    }
+
+    fn transpose_into(&self, y: ArrayView2<T>, mut x: ArrayViewMut2<T>, mode: Mode) {
+        let n = self.n;
+        let stacks: Vec<Vec<_>> = (0..self.nstacks)
+            .map(|s| self.stack_levels(s).into_iter().rev().collect())
+            .collect();
+        let job = |(acc, work): &mut (Vec<Lane<T>>, Vec<Lane<T>>),
+                   (t, xt): (usize, ArrayViewMut2<T>)| {
+            let yt = y.slice(s![t * LANES..t * LANES + xt.nrows(), ..]);
+            fill_zero(acc);
+            for (s, levels) in stacks.iter().enumerate() {
+                self.load_output_transpose(yt, s, work);
+                kernel::run_levels(work, levels, mode);
+                add_lanes(acc, work);
+            }
+            self.store_input_transpose(acc, xt);
+        };
+        let init = || (lanes::<T>(n), lanes::<T>(n));
+        if y.nrows() <= LANES {
+            x.axis_chunks_iter_mut(Axis(0), LANES)
+                .enumerate()
+                .for_each(|item| job(&mut init(), item));
+        } else {
+            x.axis_chunks_iter_mut(Axis(0), LANES)
+                .into_par_iter()
+                .enumerate()
+                .for_each_init(init, job);
+        }
+    }
+
+    fn transpose_map(&self, y: ArrayView2<T>, mode: Mode) -> Result<Array2<T>> {
+        check_cols("y", y.dim(), self.out_features)?;
+        let mut x = Array2::zeros((y.nrows(), self.in_features));
+        self.transpose_into(y, x.view_mut(), mode);
+        Ok(x)
+    }
+}
+
+fn lanes<T: Scalar>(n: usize) -> Vec<Lane<T>> {
+    vec![[T::zero(); LANES]; n]
+}
+
+fn fill_zero<T: Scalar>(w: &mut [Lane<T>]) {
+    for r in w.iter_mut() {
+        *r = [T::zero(); LANES];
+    }
+}
+
+fn add_lanes<T: Scalar>(acc: &mut [Lane<T>], w: &[Lane<T>]) {
+    for (a, b) in acc.iter_mut().zip(w) {
+        for k in 0..LANES {
+            a[k] += b[k];
+        }
+    }
+}
+
+impl<T: Scalar> LinearMap<T> for Butterfly<T> {
+    fn in_features(&self) -> usize {
+        self.in_features
+    }
+    fn out_features(&self) -> usize {
+        self.out_features
+    }
+    fn apply_into(&self, x: ArrayView2<T>, y: ArrayViewMut2<T>) -> Result<()> {
+        check_apply_shapes_ok(self.in_features, self.out_features, &x, &y)?;
+        self.forward_into(x, y, true);
+        Ok(())
+    }
+    fn apply_transpose(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
+        self.transpose_map(y, Mode::Transpose)
+    }
+    fn apply_adjoint(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
+        self.transpose_map(y, Mode::Adjoint)
+    }
+    fn to_dense(&self) -> Array2<T> {
+        let eye = Array2::from_shape_fn((self.in_features, self.in_features), |(i, j)| {
+            if i == j {
+                T::one()
+            } else {
+                T::zero()
+            }
+        });
+        let mut wt = Array2::zeros((self.in_features, self.out_features));
+        self.forward_into(eye.view(), wt.view_mut(), false);
+        wt.reversed_axes().as_standard_layout().into_owned()
+    }
+    fn num_params(&self) -> usize {
+        self.params.len()
+    }
+    fn flops_per_row(&self) -> usize {
+        let per_pair = if T::IS_COMPLEX { 28 } else { 6 };
+        let bias = if self.has_bias {
+            self.out_features * if T::IS_COMPLEX { 2 } else { 1 }
+        } else {
+            0
+        };
+        self.nstacks * self.nblocks * self.log_n * (self.n / 2) * per_pair + bias
+    }
+}
+
+impl<T: Scalar> Differentiable<T> for Butterfly<T> {
+    fn backward(&self, x: ArrayView2<T>, dy: ArrayView2<T>, grads: &mut [T]) -> Result<Array2<T>> {
+        check_cols("x", x.dim(), self.in_features)?;
+        check_shape("dy", dy.dim(), (x.nrows(), self.out_features))?;
+        check_len("grads", grads.len(), self.params.len())?;
+        let n = self.n;
+        let nlev = self.nblocks * self.log_n;
+        let stack_len = nlev * n / 2 * 4;
+        let tw_len = self.twiddle_len();
+        let stacks: Vec<_> = (0..self.nstacks).map(|s| self.stack_levels(s)).collect();
+        let mut dx = Array2::zeros((x.nrows(), self.in_features));
+        struct Ws<T> {
+            input: Vec<Lane<T>>,
+            work: Vec<Lane<T>>,
+            g: Vec<Lane<T>>,
+            acc: Vec<Lane<T>>,
+            acts: Vec<Lane<T>>,
+            grads: Vec<T>,
+        }
+        let init = || Ws {
+            input: lanes::<T>(n),
+            work: lanes::<T>(n),
+            g: lanes::<T>(n),
+            acc: lanes::<T>(n),
+            acts: lanes::<T>(n * nlev),
+            grads: vec![T::zero(); tw_len],
+        };
+        let job = |mut ws: Ws<T>, (t, dxt): (usize, ArrayViewMut2<T>)| {
+            let rows = t * LANES..t * LANES + dxt.nrows();
+            let xt = x.slice(s![rows.clone(), ..]);
+            let dyt = dy.slice(s![rows, ..]);
+            self.load_input(xt, &mut ws.input);
+            fill_zero(&mut ws.acc);
+            for (s, levels) in stacks.iter().enumerate() {
+                ws.work.copy_from_slice(&ws.input);
+                self.load_output_transpose(dyt, s, &mut ws.g);
+                let dtw = &mut ws.grads[s * stack_len..(s + 1) * stack_len];
+                kernel::forward_backward(&mut ws.work, &mut ws.acts, &mut ws.g, levels, dtw);
+                add_lanes(&mut ws.acc, &ws.g);
+            }
+            self.store_input_transpose(&ws.acc, dxt);
+            ws
+        };
+        let tw_grads = if x.nrows() <= LANES {
+            dx.axis_chunks_iter_mut(Axis(0), LANES)
+                .enumerate()
+                .fold(init(), job)
+                .grads
+        } else {
+            dx.axis_chunks_iter_mut(Axis(0), LANES)
+                .into_par_iter()
+                .enumerate()
+                .fold(init, job)
+                .map(|ws| ws.grads)
+                .reduce(
+                    || vec![T::zero(); tw_len],
+                    |mut a, b| {
+                        for (u, v) in a.iter_mut().zip(b) {
+                            *u += v;
+                        }
+                        a
+                    },
+                )
+        };
+        for (g, d) in grads[..tw_len].iter_mut().zip(tw_grads) {
+            *g += d;
+        }
+        if self.has_bias {
+            for row in dy.axis_iter(Axis(0)) {
+                for (g, &d) in grads[tw_len..].iter_mut().zip(row.iter()) {
+                    *g += d;
+                }
+            }
+        }
+        Ok(dx)
+    }
+    fn params(&self) -> &[T] {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+}

@@ -1,0 +1,79 @@
+mod common;
+use common::*;
+use kaleidoscope::{Butterfly, ButterflyConfig, Differentiable, Init, LinearMap, Scalar, C64};
+
+fn check_dense<T: Scalar>(inp: usize, out: usize, nblocks: usize, inc: bool, seed: u64) {
+    let mut r = rng(seed);
+    let cfg = ButterflyConfig {
+        nblocks,
+        increasing_stride: inc,
+        init: Init::Randn,
+        bias: true,
+    };
+    let mut b = Butterfly::<T>::new(inp, out, cfg, &mut r).unwrap();
+    for v in b.bias_mut().unwrap() {
+        *v = T::randn(&mut r, 1.0);
+    }
+    let w = butterfly_dense_reference(&b);
+    assert!(rel_err(b.to_dense().view(), w.view()) < 1e-12);
+    let x = randn::<T>(37, inp, seed + 1);
+    let mut want = matmul_xwt(x.view(), w.view());
+    for mut row in want.rows_mut() {
+        for (v, &bb) in row.iter_mut().zip(b.bias().unwrap()) {
+            *v += bb;
+        }
+    }
+    assert!(rel_err(b.apply(x.view()).unwrap().view(), want.view()) < 1e-12);
+    let y = randn::<T>(21, out, seed + 2);
+    let wt = w.t().to_owned();
+    assert!(
+        rel_err(
+            b.apply_transpose(y.view()).unwrap().view(),
+            matmul_xwt(y.view(), wt.view()).view()
+        ) < 1e-12
+    );
+    let wh = conj_t(w.view());
+    assert!(
+        rel_err(
+            b.apply_adjoint(y.view()).unwrap().view(),
+            matmul_xwt(y.view(), wh.view()).view()
+        ) < 1e-12
+    );
+}
+
+#[test]
+fn dense_agreement_smoke() {
+    for &(i, o, nb, inc) in &[
+        (8, 8, 1, true),
+        (5, 13, 2, false),
+        (16, 3, 3, true),
+        (1, 3, 1, true),
+        (33, 70, 2, true),
+    ] {
+        check_dense::<f64>(i, o, nb, inc, 7);
+        check_dense::<C64>(i, o, nb, inc, 9);
+    }
+}
+
+#[test]
+fn gradients_smoke() {
+    let mut r = rng(3);
+    let cfg = ButterflyConfig {
+        nblocks: 2,
+        increasing_stride: false,
+        init: Init::Randn,
+        bias: true,
+    };
+    let b = Butterfly::<C64>::new(6, 11, cfg, &mut r).unwrap();
+    let x = randn::<C64>(19, 6, 4);
+    let c = randn::<C64>(19, 11, 5);
+    let mut g = vec![C64::new(0.0, 0.0); b.params().len()];
+    let dx = b.backward(x.view(), c.view(), &mut g).unwrap();
+    let (fdx, fdp) = finite_diff_grads(&b, &x, &c, 1e-6);
+    assert!(
+        rel_err(dx.view(), fdx.view()) < 1e-6,
+        "{}",
+        rel_err(dx.view(), fdx.view())
+    );
+    assert!(rel_err_vec(&g, &fdp) < 1e-6, "{}", rel_err_vec(&g, &fdp));
+}
