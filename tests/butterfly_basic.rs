@@ -77,3 +77,35 @@ fn gradients_smoke() {
     );
     assert!(rel_err_vec(&g, &fdp) < 1e-6, "{}", rel_err_vec(&g, &fdp));
 }
+
+#[test]
+fn fft_matches_definition_smoke() {
+    use kaleidoscope::butterfly::special::{Decimation, FftOptions};
+    for &n in &[1usize, 2, 8, 64] {
+        for dec in [Decimation::Time, Decimation::Frequency] {
+            for normalized in [false, true] {
+                let opts = FftOptions {
+                    normalized,
+                    bit_reversal: true,
+                    decimation: dec,
+                };
+                let f = Butterfly::<C64>::fft(n, opts).unwrap().to_dense();
+                let fi = Butterfly::<C64>::ifft(n, opts).unwrap().to_dense();
+                let s = if normalized {
+                    1.0 / (n as f64).sqrt()
+                } else {
+                    1.0
+                };
+                let si = if normalized { s } else { 1.0 / n as f64 };
+                for j in 0..n {
+                    for k in 0..n {
+                        let a = -2.0 * std::f64::consts::PI * (j * k) as f64 / n as f64;
+                        let w = C64::new(a.cos(), a.sin());
+                        assert!((f[(j, k)] - w * s).norm() < 1e-12);
+                        assert!((fi[(j, k)] - w.conj() * si).norm() < 1e-12);
+                    }
+                }
+            }
+        }
+    }
+}
