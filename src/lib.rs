@@ -35,3 +35,8 @@ pub use butterfly::{Butterfly, ButterflyConfig, Diagonal, Init, Permutation};
 pub use error::{Error, Result};
 pub use linear_map::{Differentiable, LinearMap};
 pub use scalar::{RealScalar, Scalar, C32, C64};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
