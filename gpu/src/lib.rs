@@ -26,7 +26,9 @@ pub fn driver_present() -> bool {
 /// Number of CUDA devices, or [`Error::NoDevice`] when there is no driver.
 pub fn device_count() -> Result<usize> {
     if !driver_present() {
-        return Err(Error::NoDevice("the CUDA driver library was not found".into()));
+        return Err(Error::NoDevice(
+            "the CUDA driver library was not found".into(),
+        ));
     }
     let n = CudaContext::device_count()
         .map_err(|e| Error::NoDevice(format!("cuDeviceGetCount failed: {e}")))?;
