@@ -15,10 +15,38 @@ pub fn gemm_xwt<T: Scalar>(
     y: ArrayViewMut2<T>,
     accumulate: bool,
 ) {
-    let xf = faer_ref(x);
-    let wf = faer_ref(w).transpose();
-    let yf = faer_mut(y);
-    T::gemm(yf, xf, wf, accumulate, faer::get_global_parallelism());
+    gemm_conj(x, false, w.t(), false, y, accumulate);
+}
+
+/// `c ← op(a)·op(b)` (or `c += …`) through faer, where `op` conjugates when its flag is set.
+pub fn gemm_conj<T: Scalar>(
+    a: ArrayView2<T>,
+    conj_a: bool,
+    b: ArrayView2<T>,
+    conj_b: bool,
+    c: ArrayViewMut2<T>,
+    accumulate: bool,
+) {
+    if c.is_empty() {
+        return;
+    }
+    if a.ncols() == 0 {
+        if !accumulate {
+            let mut c = c;
+            c.fill(T::zero());
+        }
+        return;
+    }
+    let par = faer::get_global_parallelism();
+    T::gemm(
+        faer_mut(c),
+        faer_ref(a),
+        conj_a,
+        faer_ref(b),
+        conj_b,
+        accumulate,
+        par,
+    );
 }
 
 /// A faer view of an ndarray view (no copy).
@@ -140,11 +168,8 @@ impl<T: Scalar> LinearMap<T> for Dense<T> {
     }
     fn apply_adjoint(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
         check_cols("y", y.dim(), self.out_features)?;
-        let wc = self.weight().mapv(|v| v.conj());
         let mut x = Array2::zeros((y.nrows(), self.in_features));
-        if y.nrows() > 0 {
-            gemm_xwt(y, wc.t(), x.view_mut(), false);
-        }
+        gemm_conj(y, false, self.weight(), T::IS_COMPLEX, x.view_mut(), false);
         Ok(x)
     }
     fn to_dense(&self) -> Array2<T> {
@@ -167,11 +192,10 @@ impl<T: Scalar> Differentiable<T> for Dense<T> {
         let nw = self.out_features * self.in_features;
         if x.nrows() > 0 {
             // dW = dyᵀ · x̄
-            let xc = x.mapv(|v| v.conj());
             let gw =
                 ArrayViewMut2::from_shape((self.out_features, self.in_features), &mut grads[..nw])
                     .expect("weight layout");
-            gemm_xwt(dy.t(), xc.t(), gw, true);
+            gemm_conj(dy.t(), false, x, T::IS_COMPLEX, gw, true);
         }
         if self.has_bias {
             for row in dy.axis_iter(Axis(0)) {

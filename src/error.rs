@@ -30,6 +30,9 @@ pub enum Error {
     /// A vector that should be a permutation of `0..n` was not.
     #[error("not a permutation of 0..{n}: {message}")]
     NotAPermutation { n: usize, message: String },
+    /// A numerical routine (SVD, …) failed to converge or met non-finite values.
+    #[error("numerical failure: {0}")]
+    Numerical(String),
     /// No CUDA device (or driver) is available.
     #[error("no CUDA device: {0}")]
     NoDevice(String),

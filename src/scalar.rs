@@ -64,14 +64,21 @@ pub trait Scalar:
     /// A normal sample with `E|z|² = std²` (for complex, real and imaginary parts each have
     /// variance `std²/2`).
     fn randn<R: Rng + ?Sized>(rng: &mut R, std: f64) -> Self;
-    /// `dst ← lhs·rhs` (or `dst += lhs·rhs` when `accumulate`), through faer's GEMM.
+    /// `dst ← op(lhs)·op(rhs)` (or `dst += …` when `accumulate`) through faer's GEMM, where
+    /// `op` conjugates when its flag is set.
     fn gemm(
         dst: faer::MatMut<'_, Self>,
         lhs: faer::MatRef<'_, Self>,
+        conj_lhs: bool,
         rhs: faer::MatRef<'_, Self>,
+        conj_rhs: bool,
         accumulate: bool,
         par: faer::Par,
     );
+    /// Thin SVD `a = U·diag(σ)·Vᴴ` through faer: `(U, σ, V)` with `σ` non-increasing.
+    fn thin_svd(
+        a: faer::MatRef<'_, Self>,
+    ) -> crate::Result<(faer::Mat<Self>, Vec<Self::Real>, faer::Mat<Self>)>;
 }
 
 /// A real scalar: `f32` or `f64`.
@@ -132,23 +139,35 @@ macro_rules! impl_real {
             fn gemm(
                 dst: faer::MatMut<'_, Self>,
                 lhs: faer::MatRef<'_, Self>,
+                conj_lhs: bool,
                 rhs: faer::MatRef<'_, Self>,
+                conj_rhs: bool,
                 accumulate: bool,
                 par: faer::Par,
             ) {
+                use faer::linalg::matmul::matmul;
                 let beta = if accumulate {
                     faer::Accum::Add
                 } else {
                     faer::Accum::Replace
                 };
-                faer::linalg::matmul::matmul(
-                    dst,
-                    beta,
-                    lhs,
-                    rhs,
-                    <Self as num_traits::One>::one(),
-                    par,
-                );
+                let one = <Self as num_traits::One>::one();
+                match (conj_lhs, conj_rhs) {
+                    (false, false) => matmul(dst, beta, lhs, rhs, one, par),
+                    (true, false) => matmul(dst, beta, lhs.conjugate(), rhs, one, par),
+                    (false, true) => matmul(dst, beta, lhs, rhs.conjugate(), one, par),
+                    (true, true) => matmul(dst, beta, lhs.conjugate(), rhs.conjugate(), one, par),
+                }
+            }
+            fn thin_svd(
+                a: faer::MatRef<'_, Self>,
+            ) -> crate::Result<(faer::Mat<Self>, Vec<Self::Real>, faer::Mat<Self>)> {
+                let svd = a
+                    .thin_svd()
+                    .map_err(|e| crate::Error::Numerical(format!("SVD failed: {e:?}")))?;
+                let sv = svd.S().column_vector();
+                let sigma = (0..sv.nrows()).map(|i| Scalar::re(sv[i])).collect();
+                Ok((svd.U().to_owned(), sigma, svd.V().to_owned()))
             }
             fn randn<R: Rng + ?Sized>(rng: &mut R, std: f64) -> Self {
                 let z: f64 = StandardNormal.sample(rng);
@@ -217,23 +236,35 @@ macro_rules! impl_complex {
             fn gemm(
                 dst: faer::MatMut<'_, Self>,
                 lhs: faer::MatRef<'_, Self>,
+                conj_lhs: bool,
                 rhs: faer::MatRef<'_, Self>,
+                conj_rhs: bool,
                 accumulate: bool,
                 par: faer::Par,
             ) {
+                use faer::linalg::matmul::matmul;
                 let beta = if accumulate {
                     faer::Accum::Add
                 } else {
                     faer::Accum::Replace
                 };
-                faer::linalg::matmul::matmul(
-                    dst,
-                    beta,
-                    lhs,
-                    rhs,
-                    <Self as num_traits::One>::one(),
-                    par,
-                );
+                let one = <Self as num_traits::One>::one();
+                match (conj_lhs, conj_rhs) {
+                    (false, false) => matmul(dst, beta, lhs, rhs, one, par),
+                    (true, false) => matmul(dst, beta, lhs.conjugate(), rhs, one, par),
+                    (false, true) => matmul(dst, beta, lhs, rhs.conjugate(), one, par),
+                    (true, true) => matmul(dst, beta, lhs.conjugate(), rhs.conjugate(), one, par),
+                }
+            }
+            fn thin_svd(
+                a: faer::MatRef<'_, Self>,
+            ) -> crate::Result<(faer::Mat<Self>, Vec<Self::Real>, faer::Mat<Self>)> {
+                let svd = a
+                    .thin_svd()
+                    .map_err(|e| crate::Error::Numerical(format!("SVD failed: {e:?}")))?;
+                let sv = svd.S().column_vector();
+                let sigma = (0..sv.nrows()).map(|i| Scalar::re(sv[i])).collect();
+                Ok((svd.U().to_owned(), sigma, svd.V().to_owned()))
             }
             fn randn<R: Rng + ?Sized>(rng: &mut R, std: f64) -> Self {
                 let s = std * std::f64::consts::FRAC_1_SQRT_2;
