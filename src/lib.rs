@@ -30,12 +30,14 @@ pub mod butterfly;
 pub mod dense;
 pub mod error;
 pub mod linear_map;
+pub mod monarch;
 pub mod scalar;
 
 pub use butterfly::{Butterfly, ButterflyConfig, Diagonal, Init, Permutation};
 pub use dense::Dense;
 pub use error::{Error, Result};
 pub use linear_map::{Differentiable, LinearMap};
+pub use monarch::{BlockDiagonal, Monarch, MonarchShape};
 pub use scalar::{RealScalar, Scalar, C32, C64};
 
 /// The README's example, compiled and run as a doctest.

@@ -1,0 +1,193 @@
+mod common;
+use common::*;
+use kaleidoscope::{BlockDiagonal, Differentiable, LinearMap, Monarch, MonarchShape, Scalar, C64};
+use ndarray::Array2;
+use proptest::prelude::*;
+
+/// The Monarch matrix entry by entry from its definition (independent of the GEMM path).
+fn monarch_reference<T: Scalar>(m: &Monarch<T>) -> Array2<T> {
+    let sh = m.shape();
+    let (w1, w2) = (m.w1(), m.w2());
+    let mut full = Array2::<T>::zeros((sh.l * sh.s, sh.k * sh.p));
+    for t in 0..sh.k * sh.q {
+        let (a, qq) = (t / sh.q, t % sh.q);
+        let (j, rr) = (t % sh.l, t / sh.l);
+        for i in 0..sh.s {
+            for b in 0..sh.p {
+                full[(i * sh.l + j, a * sh.p + b)] +=
+                    w2[(j * sh.s + i) * sh.r + rr] * w1[(a * sh.q + qq) * sh.p + b];
+            }
+        }
+    }
+    full.slice(ndarray::s![..sh.out_features, ..sh.in_features])
+        .to_owned()
+}
+
+fn check_map<T: Scalar, M: Differentiable<T> + Clone>(
+    m: &M,
+    reference: &Array2<T>,
+    bias: Option<&[T]>,
+    batch: usize,
+    seed: u64,
+) {
+    let x = randn::<T>(batch, m.in_features(), seed);
+    let mut want = matmul_xwt(x.view(), reference.view());
+    if let Some(b) = bias {
+        for mut r in want.rows_mut() {
+            for (v, &bb) in r.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    }
+    assert!(rel_err(m.to_dense().view(), reference.view()) < 1e-12);
+    assert!(rel_err(m.apply(x.view()).unwrap().view(), want.view()) < 1e-12);
+    let y = randn::<T>(batch, m.out_features(), seed + 1);
+    let rt = reference.t().to_owned();
+    assert!(
+        rel_err(
+            m.apply_transpose(y.view()).unwrap().view(),
+            matmul_xwt(y.view(), rt.view()).view()
+        ) < 1e-12
+    );
+    let rh = conj_t(reference.view());
+    assert!(
+        rel_err(
+            m.apply_adjoint(y.view()).unwrap().view(),
+            matmul_xwt(y.view(), rh.view()).view()
+        ) < 1e-12
+    );
+    let mut g = vec![T::zero(); m.params().len()];
+    let dx = m.backward(x.view(), y.view(), &mut g).unwrap();
+    let (fdx, fdp) = finite_diff_grads(m, &x, &y, 1e-6);
+    assert!(rel_err(dx.view(), fdx.view()) < 1e-6);
+    assert!(rel_err_vec(&g, &fdp) < 1e-6);
+}
+
+fn random_shape() -> impl Strategy<Value = MonarchShape> {
+    (1usize..4, 1usize..4, 1usize..4, 1usize..4, 1usize..4).prop_flat_map(|(k, p, l, s, r)| {
+        // k·q = l·r: take q = l·r / gcd-compatible by choosing q = l·c, r = k·c.
+        let c = r;
+        let shape = MonarchShape::new(k, l * c, p, l, s, k * c).unwrap();
+        (Just(shape), 1..=shape.padded_in(), 1..=shape.padded_out())
+            .prop_map(|(sh, i, o)| sh.with_features(i, o).unwrap())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn monarch_matches_reference(shape in random_shape(), batch in 0usize..7, seed in 0u64..1000, bias in any::<bool>()) {
+        let mut r = rng(seed);
+        let m = Monarch::<f64>::random(shape, bias, &mut r).unwrap();
+        let mut m = m;
+        let np = m.num_params();
+        for (i, v) in m.params_mut().iter_mut().enumerate().skip(np - if bias { shape.out_features } else { 0 }) {
+            *v = i as f64 * 0.1;
+        }
+        check_map(&m, &monarch_reference(&m), m.bias().map(|b| b.to_vec()).as_deref(), batch, seed);
+        let mc = Monarch::<C64>::random(shape, bias, &mut r).unwrap();
+        check_map(&mc, &monarch_reference(&mc), mc.bias().map(|b| b.to_vec()).as_deref(), batch, seed);
+    }
+
+    #[test]
+    fn block_diagonal_matches_reference(nb in 1usize..5, ob in 1usize..5, ib in 1usize..5, batch in 0usize..6, seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let b = BlockDiagonal::<C64>::random(nb, ob, ib, true, &mut r).unwrap();
+        let mut d = Array2::<C64>::zeros((nb * ob, nb * ib));
+        for j in 0..nb {
+            d.slice_mut(ndarray::s![j * ob..(j + 1) * ob, j * ib..(j + 1) * ib]).assign(&b.block(j));
+        }
+        check_map(&b, &d, b.bias().map(|v| v.to_vec()).as_deref(), batch, seed);
+    }
+
+    #[test]
+    fn projection_recovers_monarch(shape in random_shape(), seed in 0u64..1000) {
+        let mut r = rng(seed);
+        let m = Monarch::<f64>::random(shape.with_features(shape.padded_in(), shape.padded_out()).unwrap(), false, &mut r).unwrap();
+        let d = m.to_dense();
+        let (p, err) = Monarch::project(d.view(), m.shape()).unwrap();
+        let scale = d.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+        prop_assert!(err / scale < 1e-10, "relative error {}", err / scale);
+        prop_assert!(rel_err(p.to_dense().view(), d.view()) < 1e-10);
+    }
+}
+
+#[test]
+fn projection_is_optimal_against_perturbations() {
+    let shape = MonarchShape::square(16, 4).unwrap();
+    let target = randn::<f64>(16, 16, 11);
+    let (m, err) = Monarch::project(target.view(), shape).unwrap();
+    let mut r = rng(12);
+    for _ in 0..50 {
+        let mut w1 = m.w1().to_vec();
+        let mut w2 = m.w2().to_vec();
+        for v in w1.iter_mut().chain(w2.iter_mut()) {
+            *v += 1e-3 * f64::randn(&mut r, 1.0);
+        }
+        let pert = Monarch::from_factors(shape, w1, w2, None)
+            .unwrap()
+            .to_dense();
+        let e: f64 = pert
+            .iter()
+            .zip(target.iter())
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(e >= err - 1e-12, "perturbation improved: {e} < {err}");
+    }
+}
+
+#[test]
+fn projection_error_does_not_increase_with_rank() {
+    // Slices of rank c = q / l: larger q (wider inner blocks) allows higher rank.
+    let target = randn::<f64>(16, 16, 21);
+    let mut last = f64::INFINITY;
+    for c in 1..=4 {
+        let shape = MonarchShape::new(4, 4 * c, 4, 4, 4, 4 * c).unwrap();
+        let (_, err) = Monarch::project(target.view(), shape).unwrap();
+        assert!(err <= last + 1e-12, "rank {c}: {err} > {last}");
+        last = err;
+    }
+    assert!(last < 1e-10, "full-rank slices must be exact, got {last}");
+}
+
+#[test]
+fn rectangular_projection_is_exact_on_rectangular_monarch() {
+    for &(i, o, nb) in &[
+        (12, 20, 4),
+        (20, 12, 4),
+        (9, 30, 3),
+        (768 / 16, 3072 / 16, 4),
+    ] {
+        let shape = MonarchShape::for_layer(i, o, nb).unwrap();
+        let m = Monarch::<C64>::random(shape, false, &mut rng(1)).unwrap();
+        let d = m.to_dense();
+        let (_, err) = Monarch::project(d.view(), shape).unwrap();
+        let scale = d.iter().map(|v| v.norm_sqr()).sum::<f64>().sqrt();
+        assert!(err / scale < 1e-10, "({i}, {o}, {nb}): {}", err / scale);
+    }
+}
+
+/// The DFT with its input permuted by `a·n2 + b ↦ a + n1·b` is a Monarch matrix with `n1`
+/// blocks of `n2` inputs and rank-one slices (Cooley–Tukey), so its projection is exact.
+#[test]
+fn permuted_dft_projects_exactly() {
+    for &(n1, n2) in &[(3usize, 5usize), (6, 6), (14, 14), (3, 9), (6, 8), (16, 32)] {
+        let n = n1 * n2;
+        let f = Array2::from_shape_fn((n, n), |(u, c)| {
+            let (a, b) = (c / n2, c % n2);
+            let v = a + n1 * b;
+            let ang = -2.0 * std::f64::consts::PI * ((u * v) % n) as f64 / n as f64;
+            C64::new(ang.cos(), ang.sin())
+        });
+        let shape = MonarchShape::new(n1, n2, n2, n2, n1, n1).unwrap();
+        let (m, err) = Monarch::project(f.view(), shape).unwrap();
+        let scale = n as f64; // ‖F‖_F = n
+        assert!(
+            err / scale < 1e-12,
+            "n = {n}: relative error {}",
+            err / scale
+        );
+        assert!(rel_err(m.to_dense().view(), f.view()) < 1e-12);
+    }
+}
