@@ -30,14 +30,20 @@ pub mod butterfly;
 pub mod dense;
 pub mod error;
 pub mod linear_map;
+pub mod low_rank;
 pub mod monarch;
+pub mod pixelated_butterfly;
 pub mod scalar;
 
+pub use butterfly::ButterflyUnitary;
+pub use butterfly::Kronecker;
 pub use butterfly::{Butterfly, ButterflyConfig, Diagonal, Init, Permutation};
 pub use dense::Dense;
 pub use error::{Error, Result};
 pub use linear_map::{Differentiable, LinearMap};
+pub use low_rank::LowRank;
 pub use monarch::{BlockDiagonal, Monarch, MonarchShape};
+pub use pixelated_butterfly::{PixelatedButterfly, PixelflyConfig};
 pub use scalar::{RealScalar, Scalar, C32, C64};
 
 /// The README's example, compiled and run as a doctest.

@@ -76,10 +76,11 @@ pub trait Scalar:
         par: faer::Par,
     );
     /// Thin SVD `a = U·diag(σ)·Vᴴ` through faer: `(U, σ, V)` with `σ` non-increasing.
-    fn thin_svd(
-        a: faer::MatRef<'_, Self>,
-    ) -> crate::Result<(faer::Mat<Self>, Vec<Self::Real>, faer::Mat<Self>)>;
+    fn thin_svd(a: faer::MatRef<'_, Self>) -> crate::Result<SvdFactors<Self>>;
 }
+
+/// The thin SVD `(U, σ, V)` of `a = U·diag(σ)·Vᴴ`.
+pub type SvdFactors<T> = (faer::Mat<T>, Vec<<T as Scalar>::Real>, faer::Mat<T>);
 
 /// A real scalar: `f32` or `f64`.
 pub trait RealScalar: Scalar<Real = Self> + PartialOrd + num_traits::Float {
@@ -159,9 +160,7 @@ macro_rules! impl_real {
                     (true, true) => matmul(dst, beta, lhs.conjugate(), rhs.conjugate(), one, par),
                 }
             }
-            fn thin_svd(
-                a: faer::MatRef<'_, Self>,
-            ) -> crate::Result<(faer::Mat<Self>, Vec<Self::Real>, faer::Mat<Self>)> {
+            fn thin_svd(a: faer::MatRef<'_, Self>) -> crate::Result<SvdFactors<Self>> {
                 let svd = a
                     .thin_svd()
                     .map_err(|e| crate::Error::Numerical(format!("SVD failed: {e:?}")))?;
@@ -256,9 +255,7 @@ macro_rules! impl_complex {
                     (true, true) => matmul(dst, beta, lhs.conjugate(), rhs.conjugate(), one, par),
                 }
             }
-            fn thin_svd(
-                a: faer::MatRef<'_, Self>,
-            ) -> crate::Result<(faer::Mat<Self>, Vec<Self::Real>, faer::Mat<Self>)> {
+            fn thin_svd(a: faer::MatRef<'_, Self>) -> crate::Result<SvdFactors<Self>> {
                 let svd = a
                     .thin_svd()
                     .map_err(|e| crate::Error::Numerical(format!("SVD failed: {e:?}")))?;

@@ -1,12 +1,12 @@
 //! [`Butterfly`]: a product of butterfly factors, the Kaleidoscope hierarchy when `nblocks > 1`.
 
 use super::init::{fill_block, Init};
-use super::kernel::{self, Lane, Level, Mode, LANES};
+use super::kernel::{self, Level, Mode, LANES};
 use super::permutation::Permutation;
-use crate::error::Result;
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};
+use crate::error::{Error, Result};
 use crate::linear_map::{Differentiable, LinearMap};
-use crate::scalar::Scalar;
+use crate::scalar::{RealScalar, Scalar};
 use ndarray::{s, Array2, ArrayView2, ArrayView6, ArrayViewMut2, ArrayViewMut6, Axis};
 use rand::Rng;
 use rayon::prelude::*;
@@ -65,14 +65,34 @@ pub struct Butterfly<T: Scalar> {
     out_perm: Option<Permutation>,
 }
 
-/// Padded size and number of stacks for a map `in → out`.
-fn geometry(in_features: usize, out_features: usize) -> Result<(usize, usize, usize)> {
+/// Padded size, levels, number of stacks and number of twiddles for a map `in → out` of
+/// `nblocks` blocks; sizes whose counts overflow `usize` are refused.
+pub(crate) fn geometry(
+    in_features: usize,
+    out_features: usize,
+    nblocks: usize,
+) -> Result<(usize, usize, usize, usize)> {
     check_nonzero("in_features", in_features)?;
     check_nonzero("out_features", out_features)?;
-    let n = in_features.next_power_of_two();
+    let n = in_features
+        .checked_next_power_of_two()
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "in_features",
+            message: format!("{in_features} is too large to pad to a power of two"),
+        })?;
     let log_n = n.trailing_zeros() as usize;
     let nstacks = out_features.div_ceil(n);
-    Ok((n, log_n, nstacks))
+    let twiddles = [nblocks, log_n, n / 2, 4]
+        .iter()
+        .try_fold(nstacks, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "butterfly size",
+            message: format!(
+                "in_features = {in_features}, out_features = {out_features}, \
+                 nblocks = {nblocks} needs more than usize::MAX twiddles"
+            ),
+        })?;
+    Ok((n, log_n, nstacks, twiddles))
 }
 
 impl<T: Scalar> Butterfly<T> {
@@ -84,9 +104,9 @@ impl<T: Scalar> Butterfly<T> {
         rng: &mut R,
     ) -> Result<Self> {
         check_nonzero("nblocks", config.nblocks)?;
-        let (n, log_n, nstacks) = geometry(in_features, out_features)?;
+        let (n, log_n, nstacks, tw_len) = geometry(in_features, out_features, config.nblocks)?;
         let block_len = log_n * n / 2 * 4;
-        let mut params = vec![T::zero(); nstacks * config.nblocks * block_len];
+        let mut params = vec![T::zero(); tw_len];
         for (i, block) in params.chunks_exact_mut(block_len.max(1)).enumerate() {
             let b = i % config.nblocks;
             let increasing = (b % 2 == 0) == config.increasing_stride;
@@ -122,12 +142,8 @@ impl<T: Scalar> Butterfly<T> {
         bias: Option<Vec<T>>,
     ) -> Result<Self> {
         check_nonzero("nblocks", nblocks)?;
-        let (n, log_n, nstacks) = geometry(in_features, out_features)?;
-        check_len(
-            "twiddle",
-            twiddle.len(),
-            nstacks * nblocks * log_n * n / 2 * 4,
-        )?;
+        let (n, log_n, nstacks, tw_len) = geometry(in_features, out_features, nblocks)?;
+        check_len("twiddle", twiddle.len(), tw_len)?;
         let mut params = twiddle;
         let has_bias = bias.is_some();
         if let Some(b) = bias {
@@ -261,95 +277,106 @@ impl<T: Scalar> Butterfly<T> {
         levels
     }
 
-    /// Load a tile of input rows into lanes: `w[i][k] = pad(x_k)[P[i]]`.
-    fn load_input(&self, x: ArrayView2<T>, w: &mut [Lane<T>]) {
-        fill_zero(w);
-        let xs = x.as_standard_layout();
-        for (k, row) in xs.axis_iter(Axis(0)).enumerate() {
-            let row = row.to_slice().expect("standard layout");
-            match &self.in_perm {
-                None => {
-                    for (wi, &v) in w.iter_mut().zip(row) {
-                        wi[k] = v;
-                    }
-                }
-                Some(p) => {
-                    for (wi, &src) in w.iter_mut().zip(p.as_slice()) {
-                        if src < self.in_features {
-                            wi[k] = row[src];
-                        }
-                    }
-                }
-            }
+    /// Which lane row each input column and each output column of a stack is moved to or
+    /// from: input column `j` is lane row `P⁻¹[j]`, output column `j` is lane row `Q[j]`.
+    fn lane_maps(&self) -> LaneMaps {
+        let input = match &self.in_perm {
+            None => (0..self.in_features).collect(),
+            Some(p) => p.inverse().as_slice()[..self.in_features].to_vec(),
+        };
+        let output = match &self.out_perm {
+            None => (0..self.n).collect(),
+            Some(q) => q.as_slice().to_vec(),
+        };
+        LaneMaps { input, output }
+    }
+
+    /// Output columns `start..end` written by stack `stack`.
+    fn stack_columns(&self, stack: usize) -> (usize, usize) {
+        let start = stack * self.n;
+        (start, (start + self.n).min(self.out_features))
+    }
+
+    /// Load a tile of input rows into lanes: lane `k` of lane row `i` is `pad(x_k)[P[i]]`.
+    fn load_input(&self, x: ArrayView2<T>, w: &mut [T::Real], maps: &LaneMaps) {
+        if x.nrows() < LANES || self.in_features < self.n {
+            fill_zero(w);
         }
+        let xs = x.as_standard_layout();
+        let data = xs.as_slice().expect("standard layout");
+        let rows: Vec<&[T]> = data.chunks_exact(self.in_features).collect();
+        kernel::gather(&rows, &maps.input, w);
     }
 
     /// Scatter lanes back to input coordinates (the transpose of `load_input`).
-    fn store_input_transpose(&self, w: &[Lane<T>], mut x: ArrayViewMut2<T>) {
-        for (k, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
-            match &self.in_perm {
-                None => {
-                    for (i, v) in row.iter_mut().enumerate() {
-                        *v = w[i][k];
-                    }
-                }
-                Some(p) => {
-                    for (wi, &src) in w.iter().zip(p.as_slice()) {
-                        if src < self.in_features {
-                            row[src] = wi[k];
-                        }
-                    }
-                }
-            }
-        }
+    fn store_input_transpose(&self, w: &[T::Real], x: ArrayViewMut2<T>, maps: &LaneMaps) {
+        write_rows(x, |rows| kernel::scatter(w, &maps.input, None, rows));
     }
 
     /// Write stack `stack`'s lanes to output columns `stack·n ..`: `y_k[stack·n + j] = w[Q[j]][k]`.
-    fn store_output(&self, w: &[Lane<T>], stack: usize, y: &mut ArrayViewMut2<T>, bias: bool) {
-        let start = stack * self.n;
-        let end = (start + self.n).min(self.out_features);
-        let b = if bias { self.bias() } else { None };
-        for (k, mut row) in y.axis_iter_mut(Axis(0)).enumerate() {
-            for i in start..end {
-                let j = i - start;
-                let src = self.out_perm.as_ref().map_or(j, |q| q.as_slice()[j]);
-                let v = w[src][k];
-                row[i] = match b {
-                    Some(b) => v + b[i],
-                    None => v,
-                };
-            }
-        }
+    fn store_output(
+        &self,
+        w: &[T::Real],
+        stack: usize,
+        y: &mut ArrayViewMut2<T>,
+        bias: bool,
+        maps: &LaneMaps,
+    ) {
+        let (start, end) = self.stack_columns(stack);
+        let b = if bias {
+            self.bias().map(|b| &b[start..end])
+        } else {
+            None
+        };
+        let src = &maps.output[..end - start];
+        write_rows(y.slice_mut(s![.., start..end]), |rows| {
+            kernel::scatter(w, src, b, rows)
+        });
     }
 
     /// Load output columns of stack `stack` into lanes (the transpose of `store_output`).
-    fn load_output_transpose(&self, y: ArrayView2<T>, stack: usize, w: &mut [Lane<T>]) {
-        fill_zero(w);
-        let start = stack * self.n;
-        let end = (start + self.n).min(self.out_features);
-        for (k, row) in y.axis_iter(Axis(0)).enumerate() {
-            for i in start..end {
-                let j = i - start;
-                let dst = self.out_perm.as_ref().map_or(j, |q| q.as_slice()[j]);
-                w[dst][k] = row[i];
-            }
+    fn load_output_transpose(
+        &self,
+        y: ArrayView2<T>,
+        stack: usize,
+        w: &mut [T::Real],
+        maps: &LaneMaps,
+    ) {
+        let (start, end) = self.stack_columns(stack);
+        if y.nrows() < LANES || end - start < self.n {
+            fill_zero(w);
         }
+        let ys = y.slice(s![.., start..end]);
+        let ys = ys.as_standard_layout();
+        let data = ys.as_slice().expect("standard layout");
+        let rows: Vec<&[T]> = data.chunks_exact(end - start).collect();
+        kernel::gather(&rows, &maps.output[..end - start], w);
     }
 
     fn forward_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>, bias: bool) {
         let n = self.n;
+        let maps = self.lane_maps();
         let stacks: Vec<_> = (0..self.nstacks).map(|s| self.stack_levels(s)).collect();
-        let job = |(input, work): &mut (Vec<Lane<T>>, Vec<Lane<T>>),
+        let job = |(input, work): &mut (Vec<T::Real>, Vec<T::Real>),
                    (t, mut yt): (usize, ArrayViewMut2<T>)| {
             let xt = x.slice(s![t * LANES..t * LANES + yt.nrows(), ..]);
-            self.load_input(xt, input);
+            if self.nstacks == 1 {
+                self.load_input(xt, work, &maps);
+            } else {
+                self.load_input(xt, input, &maps);
+            }
             for (s, levels) in stacks.iter().enumerate() {
-                work.copy_from_slice(input);
+                if self.nstacks > 1 {
+                    work.copy_from_slice(input);
+                }
                 kernel::run_levels(work, levels, Mode::Forward);
-                self.store_output(work, s, &mut yt, bias);
+                self.store_output(work, s, &mut yt, bias, &maps);
             }
         };
-        let init = || (lanes::<T>(n), lanes::<T>(n));
+        let init = || {
+            let spare = if self.nstacks > 1 { n } else { 0 };
+            (tile::<T>(spare), tile::<T>(n))
+        };
         if x.nrows() <= LANES {
             y.axis_chunks_iter_mut(Axis(0), LANES)
                 .enumerate()
@@ -364,21 +391,27 @@ impl<T: Scalar> Butterfly<T> {
 
     fn transpose_into(&self, y: ArrayView2<T>, mut x: ArrayViewMut2<T>, mode: Mode) {
         let n = self.n;
+        let maps = self.lane_maps();
         let stacks: Vec<Vec<_>> = (0..self.nstacks)
             .map(|s| self.stack_levels(s).into_iter().rev().collect())
             .collect();
-        let job = |(acc, work): &mut (Vec<Lane<T>>, Vec<Lane<T>>),
+        let job = |(acc, work): &mut (Vec<T::Real>, Vec<T::Real>),
                    (t, xt): (usize, ArrayViewMut2<T>)| {
             let yt = y.slice(s![t * LANES..t * LANES + xt.nrows(), ..]);
-            fill_zero(acc);
             for (s, levels) in stacks.iter().enumerate() {
-                self.load_output_transpose(yt, s, work);
-                kernel::run_levels(work, levels, mode);
-                add_lanes(acc, work);
+                let target = if s == 0 { &mut *acc } else { &mut *work };
+                self.load_output_transpose(yt, s, target, &maps);
+                kernel::run_levels(target, levels, mode);
+                if s > 0 {
+                    add_lanes(acc, work);
+                }
             }
-            self.store_input_transpose(acc, xt);
+            self.store_input_transpose(acc, xt, &maps);
         };
-        let init = || (lanes::<T>(n), lanes::<T>(n));
+        let init = || {
+            let spare = if self.nstacks > 1 { n } else { 0 };
+            (tile::<T>(n), tile::<T>(spare))
+        };
         if y.nrows() <= LANES {
             x.axis_chunks_iter_mut(Axis(0), LANES)
                 .enumerate()
@@ -399,21 +432,46 @@ impl<T: Scalar> Butterfly<T> {
     }
 }
 
-fn lanes<T: Scalar>(n: usize) -> Vec<Lane<T>> {
-    vec![[T::zero(); LANES]; n]
+/// Lane rows of the input columns and of one stack's output columns (see
+/// `Butterfly::lane_maps`).
+struct LaneMaps {
+    input: Vec<usize>,
+    output: Vec<usize>,
 }
 
-fn fill_zero<T: Scalar>(w: &mut [Lane<T>]) {
-    for r in w.iter_mut() {
-        *r = [T::zero(); LANES];
+/// Run `f` on the rows of `y` as slices, through a contiguous copy when a row is strided.
+fn write_rows<T: Scalar>(mut y: ArrayViewMut2<T>, f: impl FnOnce(&mut [&mut [T]])) {
+    let contiguous = y.ncols() <= 1 || y.strides()[1] == 1;
+    if contiguous {
+        let mut rows: Vec<&mut [T]> = y
+            .rows_mut()
+            .into_iter()
+            .map(|r| r.into_slice().expect("contiguous row"))
+            .collect();
+        f(&mut rows);
+    } else {
+        let mut tmp = Array2::zeros(y.dim());
+        {
+            let data = tmp.as_slice_mut().expect("standard layout");
+            let mut rows: Vec<&mut [T]> = data.chunks_exact_mut(y.ncols().max(1)).collect();
+            f(&mut rows);
+        }
+        y.assign(&tmp);
     }
 }
 
-fn add_lanes<T: Scalar>(acc: &mut [Lane<T>], w: &[Lane<T>]) {
-    for (a, b) in acc.iter_mut().zip(w) {
-        for k in 0..LANES {
-            a[k] += b[k];
-        }
+/// A zeroed tile of `n` lane rows.
+fn tile<T: Scalar>(n: usize) -> Vec<T::Real> {
+    vec![<T::Real as num_traits::Zero>::zero(); n * kernel::width::<T>()]
+}
+
+fn fill_zero<R: RealScalar>(w: &mut [R]) {
+    w.fill(R::zero());
+}
+
+fn add_lanes<R: RealScalar>(acc: &mut [R], w: &[R]) {
+    for (a, &b) in acc.iter_mut().zip(w) {
+        *a += b;
     }
 }
 
@@ -471,37 +529,38 @@ impl<T: Scalar> Differentiable<T> for Butterfly<T> {
         let stack_len = nlev * n / 2 * 4;
         let tw_len = self.twiddle_len();
         let stacks: Vec<_> = (0..self.nstacks).map(|s| self.stack_levels(s)).collect();
+        let maps = self.lane_maps();
         let mut dx = Array2::zeros((x.nrows(), self.in_features));
-        struct Ws<T> {
-            input: Vec<Lane<T>>,
-            work: Vec<Lane<T>>,
-            g: Vec<Lane<T>>,
-            acc: Vec<Lane<T>>,
-            acts: Vec<Lane<T>>,
+        struct Ws<T: Scalar> {
+            input: Vec<T::Real>,
+            work: Vec<T::Real>,
+            g: Vec<T::Real>,
+            acc: Vec<T::Real>,
+            acts: Vec<T::Real>,
             grads: Vec<T>,
         }
-        let init = || Ws {
-            input: lanes::<T>(n),
-            work: lanes::<T>(n),
-            g: lanes::<T>(n),
-            acc: lanes::<T>(n),
-            acts: lanes::<T>(n * nlev),
+        let init = || Ws::<T> {
+            input: tile::<T>(n),
+            work: tile::<T>(n),
+            g: tile::<T>(n),
+            acc: tile::<T>(n),
+            acts: tile::<T>(n * nlev),
             grads: vec![T::zero(); tw_len],
         };
         let job = |mut ws: Ws<T>, (t, dxt): (usize, ArrayViewMut2<T>)| {
             let rows = t * LANES..t * LANES + dxt.nrows();
             let xt = x.slice(s![rows.clone(), ..]);
             let dyt = dy.slice(s![rows, ..]);
-            self.load_input(xt, &mut ws.input);
+            self.load_input(xt, &mut ws.input, &maps);
             fill_zero(&mut ws.acc);
             for (s, levels) in stacks.iter().enumerate() {
                 ws.work.copy_from_slice(&ws.input);
-                self.load_output_transpose(dyt, s, &mut ws.g);
+                self.load_output_transpose(dyt, s, &mut ws.g, &maps);
                 let dtw = &mut ws.grads[s * stack_len..(s + 1) * stack_len];
                 kernel::forward_backward(&mut ws.work, &mut ws.acts, &mut ws.g, levels, dtw);
                 add_lanes(&mut ws.acc, &ws.g);
             }
-            self.store_input_transpose(&ws.acc, dxt);
+            self.store_input_transpose(&ws.acc, dxt, &maps);
             ws
         };
         let tw_grads = if x.nrows() <= LANES {

@@ -81,14 +81,9 @@ impl<T: Scalar> LinearMap<T> for Chain<T> {
         self.backwards(y, true)
     }
     fn to_dense(&self) -> Array2<T> {
-        let mut d = self.maps[0].to_dense();
-        for m in &self.maps[1..] {
-            d = m
-                .apply(d.t())
-                .expect("consecutive widths checked at construction")
-                .reversed_axes();
-        }
-        d.as_standard_layout().into_owned()
+        // Through the transposes, which carry no bias: `apply` would add the factors' biases.
+        crate::linear_map::dense_via_transpose(self)
+            .expect("consecutive widths checked at construction")
     }
     fn num_params(&self) -> usize {
         self.maps.iter().map(|m| m.num_params()).sum()

@@ -1,20 +1,64 @@
 //! The butterfly multiply engine.
 //!
-//! A batch is processed in tiles of [`LANES`] rows, transposed into a work buffer of `n` rows of
-//! `LANES` lanes (`w[i][k]` = coordinate `i` of batch row `k`). A butterfly level with stride `s`
-//! then touches pairs of contiguous lane rows `(a, a + s)` with one 2×2 block each, so the inner
-//! loop is a broadcast multiply-add over `LANES` contiguous values whatever the stride: the
-//! compiler vectorises it, and the twiddles are read once per tile instead of once per row.
-//! The level loops are compiled twice, for the baseline target and for AVX2+FMA, and the faster
-//! one is picked at run time.
+//! A batch is processed in tiles of [`LANES`] rows, transposed into a work buffer of `n` *lane
+//! rows* (`w[i]` holds coordinate `i` of every batch row of the tile). A complex lane row is
+//! stored split, `LANES` real parts then `LANES` imaginary parts, so all arithmetic is on
+//! contiguous real vectors. A level with stride `s` mixes lane rows `(a, a + s)` by one 2×2
+//! block broadcast over the lanes: the inner loop is a fused multiply-add over contiguous
+//! values whatever the stride, and each twiddle is read once per tile instead of once per row.
+//!
+//! Levels are fused into *passes* so that a tile crosses the cache hierarchy only once per
+//! pass: a run of levels whose strides are `2^p, …, 2^(q-1)` only mixes rows that agree outside
+//! bits `p..q` of their index, so the tile splits into independent groups of `2^(q-p)` rows
+//! (times `c` neighbouring rows, which share the same pattern) that stay in L1 while every
+//! level of the pass is applied to them.
+//!
+//! The loops are compiled three times — for the baseline target, for AVX2+FMA and for
+//! AVX-512 — and the widest one the CPU supports is picked at run time.
 
-use crate::scalar::Scalar;
+use crate::scalar::{RealScalar, Scalar};
 
-/// Rows of a batch processed together (the lane width of the work buffer).
+mod transpose;
+pub(crate) use transpose::{gather, scatter};
+
+/// Rows of a batch processed together (the lane count of the work buffer).
 pub(crate) const LANES: usize = 16;
 
-/// One lane row of the work buffer.
-pub(crate) type Lane<T> = [T; LANES];
+/// Reals in one lane row: `LANES` for real scalars, `2·LANES` (real parts, then imaginary
+/// parts) for complex ones.
+pub(crate) const fn width<T: Scalar>() -> usize {
+    if T::IS_COMPLEX {
+        2 * LANES
+    } else {
+        LANES
+    }
+}
+
+/// Bytes of a group's working set during a fused pass (half of a typical 48–64 KiB L1d, so
+/// that the streamed twiddles and the other hyperthread's data fit beside it).
+const L1_BUDGET: usize = 32 * 1024;
+
+/// Value of lane `k` of lane row `i`.
+#[inline(always)]
+pub(crate) fn get<T: Scalar>(w: &[T::Real], i: usize, k: usize) -> T {
+    let wd = width::<T>();
+    let re = w[i * wd + k];
+    if T::IS_COMPLEX {
+        T::from_parts(re.to_f64(), w[i * wd + LANES + k].to_f64())
+    } else {
+        T::from_real(re)
+    }
+}
+
+/// Set lane `k` of lane row `i`.
+#[inline(always)]
+pub(crate) fn set<T: Scalar>(w: &mut [T::Real], i: usize, k: usize, v: T) {
+    let wd = width::<T>();
+    w[i * wd + k] = v.re();
+    if T::IS_COMPLEX {
+        w[i * wd + LANES + k] = v.im();
+    }
+}
 
 /// Which matrix a level applies: its 2×2 blocks `t`, `tᵀ` or `t*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,159 +76,691 @@ pub(crate) struct Level<'a, T> {
     pub tw: &'a [T],
 }
 
+/// `a·b + c`, fused (one rounding) where the instruction set has FMA, plain otherwise.
+trait MulAdd {
+    fn mul_add<R: RealScalar>(a: R, b: R, c: R) -> R;
+}
+
+struct Fused;
+struct Unfused;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add<R: RealScalar>(a: R, b: R, c: R) -> R {
+        num_traits::Float::mul_add(a, b, c)
+    }
+}
+
+impl MulAdd for Unfused {
+    #[inline(always)]
+    fn mul_add<R: RealScalar>(a: R, b: R, c: R) -> R {
+        a * b + c
+    }
+}
+
+/// `(a, b) ← (c0 a + c1 b, c2 a + c3 b)` on real lane rows.
 #[inline(always)]
-fn level_with<T: Scalar, F: Fn(&[T]) -> [T; 4]>(w: &mut [Lane<T>], s: usize, tw: &[T], f: F) {
-    let n = w.len();
-    for (blk, chunk) in w.chunks_exact_mut(2 * s).enumerate() {
-        let (lo, hi) = chunk.split_at_mut(s);
-        let twb = &tw[blk * s * 4..(blk + 1) * s * 4];
-        for ((a, b), t) in lo.iter_mut().zip(hi.iter_mut()).zip(twb.chunks_exact(4)) {
-            let c = f(t);
-            for k in 0..LANES {
-                let xa = a[k];
-                let xb = b[k];
-                a[k] = c[0] * xa + c[1] * xb;
-                b[k] = c[2] * xa + c[3] * xb;
+fn pair_real<R: RealScalar, A: MulAdd>(a: &mut [R; LANES], b: &mut [R; LANES], c: [R; 4]) {
+    for k in 0..LANES {
+        let (xa, xb) = (a[k], b[k]);
+        a[k] = A::mul_add(c[0], xa, c[1] * xb);
+        b[k] = A::mul_add(c[2], xa, c[3] * xb);
+    }
+}
+
+/// `(a, b) ← (c0 a + c1 b, c2 a + c3 b)` on split complex lane rows; `c[j] = (re, im)`.
+#[inline(always)]
+fn pair_complex<R: RealScalar, A: MulAdd>(
+    a: &mut [R; 2 * LANES],
+    b: &mut [R; 2 * LANES],
+    c: [(R, R); 4],
+) {
+    let m = |x: (R, R), y: (R, R), xr: R, xi: R, yr: R, yi: R| {
+        let re = A::mul_add(
+            -y.1,
+            yi,
+            A::mul_add(y.0, yr, A::mul_add(-x.1, xi, x.0 * xr)),
+        );
+        let im = A::mul_add(y.1, yr, A::mul_add(y.0, yi, A::mul_add(x.1, xr, x.0 * xi)));
+        (re, im)
+    };
+    for k in 0..LANES {
+        let (ar, ai, br, bi) = (a[k], a[LANES + k], b[k], b[LANES + k]);
+        let (yar, yai) = m(c[0], c[1], ar, ai, br, bi);
+        let (ybr, ybi) = m(c[2], c[3], ar, ai, br, bi);
+        a[k] = yar;
+        a[LANES + k] = yai;
+        b[k] = ybr;
+        b[LANES + k] = ybi;
+    }
+}
+
+/// Apply the 2×2 blocks `f(tw[4j..4j+4])` to the `count` lane-row pairs `(ra + j, rb + j)`.
+#[inline(always)]
+fn pairs<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
+    w: &mut [T::Real],
+    ra: usize,
+    rb: usize,
+    count: usize,
+    tw: &[T],
+    f: &F,
+) {
+    let wd = width::<T>();
+    let (lo, hi) = w.split_at_mut(rb * wd);
+    let a = &mut lo[ra * wd..(ra + count) * wd];
+    let b = &mut hi[..count * wd];
+    for ((a, b), t) in a
+        .chunks_exact_mut(wd)
+        .zip(b.chunks_exact_mut(wd))
+        .zip(tw.chunks_exact(4))
+    {
+        let c = f(t);
+        if T::IS_COMPLEX {
+            let c = c.map(|z| (z.re(), z.im()));
+            pair_complex::<T::Real, A>(
+                a.try_into().expect("lane row"),
+                b.try_into().expect("lane row"),
+                c,
+            );
+        } else {
+            pair_real::<T::Real, A>(
+                a.try_into().expect("lane row"),
+                b.try_into().expect("lane row"),
+                c.map(|z| z.re()),
+            );
+        }
+    }
+}
+
+/// Index of the pair whose first row is `a` in a level of stride `s`.
+#[inline(always)]
+fn pair_index(a: usize, s: usize) -> usize {
+    (a / (2 * s)) * s + a % s
+}
+
+/// A run of consecutive levels whose strides lie in `2^p .. 2^q`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pass {
+    start: usize,
+    end: usize,
+    p: usize,
+    q: usize,
+}
+
+/// Cut `levels` into passes whose groups of `2^(q-p)` rows fit in `2^group_log` lane rows,
+/// with spans balanced across passes.
+fn plan_passes<T>(levels: &[Level<'_, T>], log_n: usize, group_log: usize) -> Vec<Pass> {
+    if levels.is_empty() {
+        return Vec::new();
+    }
+    let bits: Vec<usize> = levels
+        .iter()
+        .map(|l| l.stride.trailing_zeros() as usize)
+        .collect();
+    let span_cap = if log_n <= group_log {
+        log_n.max(1)
+    } else {
+        let npass = log_n.div_ceil(group_log.max(1));
+        log_n.div_ceil(npass)
+    };
+    let mut passes = Vec::new();
+    let mut start = 0;
+    let (mut lo, mut hi) = (bits[0], bits[0]);
+    for (i, &b) in bits.iter().enumerate().skip(1) {
+        let (nlo, nhi) = (lo.min(b), hi.max(b));
+        if nhi - nlo < span_cap {
+            (lo, hi) = (nlo, nhi);
+        } else {
+            passes.push(Pass {
+                start,
+                end: i,
+                p: lo,
+                q: hi + 1,
+            });
+            start = i;
+            (lo, hi) = (b, b);
+        }
+    }
+    passes.push(Pass {
+        start,
+        end: bits.len(),
+        p: lo,
+        q: hi + 1,
+    });
+    passes
+}
+
+#[inline(always)]
+fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
+    w: &mut [T::Real],
+    n: usize,
+    levels: &[Level<'_, T>],
+    pass: Pass,
+    group_rows: usize,
+    f: &F,
+) {
+    let Pass { p, q, .. } = pass;
+    if p == 0 {
+        // Groups are contiguous blocks of 2^q rows.
+        let gsize = 1usize << q;
+        for base in (0..n).step_by(gsize) {
+            for lv in levels {
+                let s = lv.stride;
+                for a in (base..base + gsize).step_by(2 * s) {
+                    let pi = pair_index(a, s);
+                    pairs::<T, A, F>(w, a, a + s, s, &lv.tw[4 * pi..4 * (pi + s)], f);
+                }
+            }
+        }
+    } else {
+        // Groups are rows hi·2^q + m·2^p + c0 + c (m < 2^(q-p), c < cw): the cw neighbouring
+        // rows of each m share twiddle pattern and are contiguous in memory.
+        let mcount = 1usize << (q - p);
+        let cw = (group_rows >> (q - p)).clamp(1, 1 << p);
+        for hi in (0..n).step_by(1 << q) {
+            for c0 in (0..1usize << p).step_by(cw) {
+                for lv in levels {
+                    let s = lv.stride;
+                    let sm = s >> p;
+                    for mb in (0..mcount).step_by(2 * sm) {
+                        for m in mb..mb + sm {
+                            let a = hi + (m << p) + c0;
+                            let pi = pair_index(a, s);
+                            pairs::<T, A, F>(w, a, a + s, cw, &lv.tw[4 * pi..4 * (pi + cw)], f);
+                        }
+                    }
+                }
             }
         }
     }
-    debug_assert_eq!(n % (2 * s), 0);
+}
+
+/// log2 of the lane rows of a pass's group: as many as fit in [`L1_BUDGET`].
+fn group_log<T: Scalar>() -> usize {
+    let row_bytes = width::<T>() * std::mem::size_of::<T::Real>();
+    (L1_BUDGET / row_bytes).max(2).ilog2() as usize
 }
 
 #[inline(always)]
-fn level<T: Scalar>(w: &mut [Lane<T>], lv: Level<'_, T>, mode: Mode) {
-    match mode {
-        Mode::Forward => level_with(w, lv.stride, lv.tw, |t| [t[0], t[1], t[2], t[3]]),
-        Mode::Transpose => level_with(w, lv.stride, lv.tw, |t| [t[0], t[2], t[1], t[3]]),
-        Mode::Adjoint => level_with(w, lv.stride, lv.tw, |t| {
-            [t[0].conj(), t[2].conj(), t[1].conj(), t[3].conj()]
-        }),
+fn run_levels_with<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
+    w: &mut [T::Real],
+    levels: &[Level<'_, T>],
+    group_log: usize,
+    f: F,
+) {
+    let n = w.len() / width::<T>();
+    let log_n = n.trailing_zeros() as usize;
+    for pass in plan_passes(levels, log_n, group_log) {
+        let lv = &levels[pass.start..pass.end];
+        run_pass::<T, A, F>(w, n, lv, pass, 1 << group_log, &f);
     }
 }
 
 #[inline(always)]
-fn run_levels_generic<T: Scalar>(w: &mut [Lane<T>], levels: &[Level<'_, T>], mode: Mode) {
-    for lv in levels {
-        level(w, *lv, mode);
+fn run_levels_generic<T: Scalar, A: MulAdd>(
+    w: &mut [T::Real],
+    levels: &[Level<'_, T>],
+    mode: Mode,
+    group_log: usize,
+) {
+    match mode {
+        Mode::Forward => {
+            run_levels_with::<T, A, _>(w, levels, group_log, |t| [t[0], t[1], t[2], t[3]])
+        }
+        Mode::Transpose => {
+            run_levels_with::<T, A, _>(w, levels, group_log, |t| [t[0], t[2], t[1], t[3]])
+        }
+        Mode::Adjoint => run_levels_with::<T, A, _>(w, levels, group_log, |t| {
+            [t[0].conj(), t[2].conj(), t[1].conj(), t[3].conj()]
+        }),
     }
 }
 
 /// Backward through one level: `g` holds `∂L/∂ȳ` on entry and `∂L/∂x̄` on exit, `x` is the
 /// level's input; the block gradients `g_y · x̄ᵀ` are added into `dtw`.
 #[inline(always)]
-fn level_backward<T: Scalar>(g: &mut [Lane<T>], x: &[Lane<T>], s: usize, tw: &[T], dtw: &mut [T]) {
+fn level_backward<T: Scalar, A: MulAdd>(
+    g: &mut [T::Real],
+    x: &[T::Real],
+    s: usize,
+    tw: &[T],
+    dtw: &mut [T],
+) {
+    let wd = width::<T>();
+    let zero = <T::Real as num_traits::Zero>::zero();
     for (blk, (gc, xc)) in g
-        .chunks_exact_mut(2 * s)
-        .zip(x.chunks_exact(2 * s))
+        .chunks_exact_mut(2 * s * wd)
+        .zip(x.chunks_exact(2 * s * wd))
         .enumerate()
     {
-        let (glo, ghi) = gc.split_at_mut(s);
-        let (xlo, xhi) = xc.split_at(s);
-        let range = blk * s * 4..(blk + 1) * s * 4;
-        let twb = &tw[range.clone()];
-        let dtwb = &mut dtw[range];
-        for j in 0..s {
-            let t = &twb[4 * j..4 * j + 4];
-            let (c0, c1, c2, c3) = (t[0].conj(), t[1].conj(), t[2].conj(), t[3].conj());
-            let ga = &mut glo[j];
-            let gb = &mut ghi[j];
-            let xa = &xlo[j];
-            let xb = &xhi[j];
-            let mut acc = [[T::zero(); LANES]; 4];
-            for k in 0..LANES {
-                let (ya, yb) = (ga[k], gb[k]);
-                let (ca, cb) = (xa[k].conj(), xb[k].conj());
-                acc[0][k] += ya * ca;
-                acc[1][k] += ya * cb;
-                acc[2][k] += yb * ca;
-                acc[3][k] += yb * cb;
-                ga[k] = c0 * ya + c2 * yb;
-                gb[k] = c1 * ya + c3 * yb;
-            }
-            for (q, row) in acc.iter().enumerate() {
-                dtwb[4 * j + q] += row.iter().copied().sum::<T>();
+        let (glo, ghi) = gc.split_at_mut(s * wd);
+        let (xlo, xhi) = xc.split_at(s * wd);
+        let pairs = glo
+            .chunks_exact_mut(wd)
+            .zip(ghi.chunks_exact_mut(wd))
+            .zip(xlo.chunks_exact(wd).zip(xhi.chunks_exact(wd)));
+        for (j, ((ga, gb), (xa, xb))) in pairs.enumerate() {
+            let pi = blk * s + j;
+            let t = &tw[4 * pi..4 * pi + 4];
+            let d = &mut dtw[4 * pi..4 * pi + 4];
+            if T::IS_COMPLEX {
+                let c = [t[0], t[1], t[2], t[3]].map(|z| (z.re(), z.im()));
+                // Per-lane partial sums of g·x̄ for the four entries, real then imaginary.
+                let mut acc = [[zero; LANES]; 8];
+                for k in 0..LANES {
+                    let (gar, gai, gbr, gbi) = (ga[k], ga[LANES + k], gb[k], gb[LANES + k]);
+                    let (xar, xai, xbr, xbi) = (xa[k], xa[LANES + k], xb[k], xb[LANES + k]);
+                    let prods = [
+                        (gar, gai, xar, xai),
+                        (gar, gai, xbr, xbi),
+                        (gbr, gbi, xar, xai),
+                        (gbr, gbi, xbr, xbi),
+                    ];
+                    for (q, (gr, gi, xr, xi)) in prods.into_iter().enumerate() {
+                        acc[q][k] = A::mul_add(gi, xi, A::mul_add(gr, xr, acc[q][k]));
+                        acc[4 + q][k] = A::mul_add(-gr, xi, A::mul_add(gi, xr, acc[4 + q][k]));
+                    }
+                    // x̄-gradient: conj(tᵀ) g.
+                    let cm = |u: (T::Real, T::Real), v: (T::Real, T::Real)| {
+                        let re = A::mul_add(
+                            v.1,
+                            gbi,
+                            A::mul_add(v.0, gbr, A::mul_add(u.1, gai, u.0 * gar)),
+                        );
+                        let im = A::mul_add(
+                            -v.1,
+                            gbr,
+                            A::mul_add(v.0, gbi, A::mul_add(-u.1, gar, u.0 * gai)),
+                        );
+                        (re, im)
+                    };
+                    let (nar, nai) = cm(c[0], c[2]);
+                    let (nbr, nbi) = cm(c[1], c[3]);
+                    ga[k] = nar;
+                    ga[LANES + k] = nai;
+                    gb[k] = nbr;
+                    gb[LANES + k] = nbi;
+                }
+                for q in 0..4 {
+                    let re: T::Real = acc[q].iter().copied().sum();
+                    let im: T::Real = acc[4 + q].iter().copied().sum();
+                    d[q] += T::from_parts(re.to_f64(), im.to_f64());
+                }
+            } else {
+                let c = [t[0], t[1], t[2], t[3]].map(|z| z.re());
+                let mut acc = [[zero; LANES]; 4];
+                for k in 0..LANES {
+                    let (ya, yb) = (ga[k], gb[k]);
+                    let (ua, ub) = (xa[k], xb[k]);
+                    acc[0][k] = A::mul_add(ya, ua, acc[0][k]);
+                    acc[1][k] = A::mul_add(ya, ub, acc[1][k]);
+                    acc[2][k] = A::mul_add(yb, ua, acc[2][k]);
+                    acc[3][k] = A::mul_add(yb, ub, acc[3][k]);
+                    ga[k] = A::mul_add(c[0], ya, c[2] * yb);
+                    gb[k] = A::mul_add(c[1], ya, c[3] * yb);
+                }
+                for q in 0..4 {
+                    d[q] += T::from_real(acc[q].iter().copied().sum());
+                }
             }
         }
     }
 }
 
 /// Forward through `levels` while saving every level's input into `acts` (`levels.len()`
-/// slices of `n` lane rows), then backward from `g`; level `l`'s block gradients are added
-/// into `dtw[l·2n .. (l+1)·2n]`.
+/// tiles), then backward from `g`; level `l`'s block gradients are added into
+/// `dtw[l·2n .. (l+1)·2n]`.
 #[inline(always)]
-fn forward_backward_generic<T: Scalar>(
-    w: &mut [Lane<T>],
-    acts: &mut [Lane<T>],
-    g: &mut [Lane<T>],
+fn forward_backward_generic<T: Scalar, A: MulAdd>(
+    w: &mut [T::Real],
+    acts: &mut [T::Real],
+    g: &mut [T::Real],
     levels: &[Level<'_, T>],
     dtw: &mut [T],
 ) {
-    let n = w.len();
+    let len = w.len();
+    let n = len / width::<T>();
     let level_len = n / 2 * 4;
+    let log_n = n.trailing_zeros() as usize;
+    let whole = Pass {
+        start: 0,
+        end: 1,
+        p: 0,
+        q: log_n,
+    };
+    let fwd = |t: &[T]| [t[0], t[1], t[2], t[3]];
     for (l, lv) in levels.iter().enumerate() {
-        acts[l * n..(l + 1) * n].copy_from_slice(w);
-        level(w, *lv, Mode::Forward);
+        acts[l * len..(l + 1) * len].copy_from_slice(w);
+        run_pass::<T, A, _>(w, n, std::slice::from_ref(lv), whole, n, &fwd);
     }
     for (l, lv) in levels.iter().enumerate().rev() {
         let d = &mut dtw[l * level_len..(l + 1) * level_len];
-        level_backward(g, &acts[l * n..(l + 1) * n], lv.stride, lv.tw, d);
+        level_backward::<T, A>(g, &acts[l * len..(l + 1) * len], lv.stride, lv.tw, d);
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_levels_avx2<T: Scalar>(w: &mut [Lane<T>], levels: &[Level<'_, T>], mode: Mode) {
-    run_levels_generic(w, levels, mode)
+macro_rules! dispatch {
+    ($generic:ident, $avx2:ident, $avx512:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2<T: Scalar>($($arg: $ty),*) {
+            $generic::<T, Fused>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn $avx512<T: Scalar>($($arg: $ty),*) {
+            $generic::<T, Fused>($($arg),*)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_backward_avx2<T: Scalar>(
-    w: &mut [Lane<T>],
-    acts: &mut [Lane<T>],
-    g: &mut [Lane<T>],
-    levels: &[Level<'_, T>],
-    dtw: &mut [T],
-) {
-    forward_backward_generic(w, acts, g, levels, dtw)
+dispatch!(
+    run_levels_generic,
+    run_levels_avx2,
+    run_levels_avx512,
+    (w: &mut [T::Real], levels: &[Level<'_, T>], mode: Mode, group_log: usize)
+);
+dispatch!(
+    forward_backward_generic,
+    forward_backward_avx2,
+    forward_backward_avx512,
+    (w: &mut [T::Real], acts: &mut [T::Real], g: &mut [T::Real], levels: &[Level<'_, T>], dtw: &mut [T])
+);
+
+/// The widest instruction set the CPU supports among those the kernel is compiled for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 #[inline]
-fn has_avx2() -> bool {
+fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        let fma = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        if fma && std::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if fma {
+            return Isa::Avx2;
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    Isa::Baseline
+}
+
+/// Apply `levels` in order (each with its `mode` blocks) to the tile `w` (`n` lane rows of
+/// [`width`] reals).
+pub(crate) fn run_levels<T: Scalar>(w: &mut [T::Real], levels: &[Level<'_, T>], mode: Mode) {
+    run_levels_grouped(w, levels, mode, group_log::<T>())
+}
+
+/// [`run_levels`] with passes whose groups hold at most `2^group_log` lane rows.
+fn run_levels_grouped<T: Scalar>(
+    w: &mut [T::Real],
+    levels: &[Level<'_, T>],
+    mode: Mode,
+    group_log: usize,
+) {
+    match isa() {
+        // SAFETY: the CPU supports the instruction sets the variant is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { run_levels_avx512(w, levels, mode, group_log) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run_levels_avx2(w, levels, mode, group_log) },
+        Isa::Baseline => run_levels_generic::<T, Unfused>(w, levels, mode, group_log),
     }
 }
 
-/// Apply `levels` in order (each with its `mode` blocks) to the work buffer.
-pub(crate) fn run_levels<T: Scalar>(w: &mut [Lane<T>], levels: &[Level<'_, T>], mode: Mode) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { run_levels_avx2(w, levels, mode) };
-        return;
-    }
-    run_levels_generic(w, levels, mode)
-}
-
-/// Forward through `levels` from `w`, then backward from `g` (left holding `∂L/∂x̄`).
+/// Forward through `levels` from `w`, then backward from `g` (left holding `∂L/∂x̄`); `acts`
+/// holds `levels.len()` tiles.
 pub(crate) fn forward_backward<T: Scalar>(
-    w: &mut [Lane<T>],
-    acts: &mut [Lane<T>],
-    g: &mut [Lane<T>],
+    w: &mut [T::Real],
+    acts: &mut [T::Real],
+    g: &mut [T::Real],
     levels: &[Level<'_, T>],
     dtw: &mut [T],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { forward_backward_avx2(w, acts, g, levels, dtw) };
-        return;
+    match isa() {
+        // SAFETY: the CPU supports the instruction sets the variant is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { forward_backward_avx512(w, acts, g, levels, dtw) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { forward_backward_avx2(w, acts, g, levels, dtw) },
+        Isa::Baseline => forward_backward_generic::<T, Unfused>(w, acts, g, levels, dtw),
     }
-    forward_backward_generic(w, acts, g, levels, dtw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::{C32, C64};
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// The levels of `nblocks` alternating blocks on `n = 2^log_n`, with random twiddles.
+    fn random_levels<T: Scalar>(
+        log_n: usize,
+        nblocks: usize,
+        increasing: bool,
+        rng: &mut StdRng,
+    ) -> Vec<(usize, Vec<T>)> {
+        let n = 1usize << log_n;
+        let mut out = Vec::new();
+        for b in 0..nblocks {
+            for l in 0..log_n {
+                let s = if (b % 2 == 0) == increasing {
+                    1 << l
+                } else {
+                    n >> (l + 1)
+                };
+                out.push((s, (0..2 * n).map(|_| T::randn(rng, 0.7)).collect()));
+            }
+        }
+        out
+    }
+
+    fn random_tile<T: Scalar>(n: usize, rng: &mut StdRng) -> Vec<T::Real> {
+        let mut w = vec![<T::Real as num_traits::Zero>::zero(); n * width::<T>()];
+        for i in 0..n {
+            for k in 0..LANES {
+                set(&mut w, i, k, T::randn(rng, 1.0));
+            }
+        }
+        w
+    }
+
+    /// Level by level, pair by pair, in complex f64: `v[i][k]`.
+    fn reference<T: Scalar>(
+        w: &[T::Real],
+        levels: &[(usize, Vec<T>)],
+        mode: Mode,
+    ) -> Vec<Vec<C64>> {
+        let n = w.len() / width::<T>();
+        let mut v: Vec<Vec<C64>> = (0..n)
+            .map(|i| (0..LANES).map(|k| get::<T>(w, i, k).to_c64()).collect())
+            .collect();
+        for (s, tw) in levels {
+            for p in 0..n / 2 {
+                let a = (p / s) * 2 * s + p % s;
+                let b = a + s;
+                let t: Vec<C64> = tw[4 * p..4 * p + 4].iter().map(|z| z.to_c64()).collect();
+                let c = match mode {
+                    Mode::Forward => [t[0], t[1], t[2], t[3]],
+                    Mode::Transpose => [t[0], t[2], t[1], t[3]],
+                    Mode::Adjoint => [t[0], t[2], t[1], t[3]].map(|z| z.conj()),
+                };
+                for k in 0..LANES {
+                    let (xa, xb) = (v[a][k], v[b][k]);
+                    v[a][k] = c[0] * xa + c[1] * xb;
+                    v[b][k] = c[2] * xa + c[3] * xb;
+                }
+            }
+        }
+        v
+    }
+
+    /// Largest |fast − reference| over the tile, relative to the largest reference value.
+    fn tile_err<T: Scalar>(w: &[T::Real], want: &[Vec<C64>]) -> f64 {
+        let scale = want.iter().flatten().map(|z| z.norm()).fold(1.0, f64::max);
+        let mut err = 0.0f64;
+        for (i, row) in want.iter().enumerate() {
+            for (k, z) in row.iter().enumerate() {
+                err = err.max((get::<T>(w, i, k).to_c64() - z).norm());
+            }
+        }
+        err / scale
+    }
+
+    /// Passes with groups of at most `2^group_log` rows, on every instruction set variant
+    /// this CPU has and on the baseline one, against the level-by-level reference.
+    fn check_levels<T: Scalar>(
+        log_n: usize,
+        nblocks: usize,
+        increasing: bool,
+        mode: Mode,
+        group_log: usize,
+        seed: u64,
+        tol: f64,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let lv = random_levels::<T>(log_n, nblocks, increasing, &mut rng);
+        let levels: Vec<Level<'_, T>> = lv
+            .iter()
+            .map(|(s, tw)| Level { stride: *s, tw })
+            .collect();
+        let w0 = random_tile::<T>(1 << log_n, &mut rng);
+        let want = reference::<T>(&w0, &lv, mode);
+        let mut w = w0.clone();
+        run_levels_grouped(&mut w, &levels, mode, group_log);
+        let e = tile_err::<T>(&w, &want);
+        assert!(e < tol, "dispatched: {} n=2^{log_n} group 2^{group_log}: {e}", T::NAME);
+        let mut w = w0.clone();
+        run_levels_generic::<T, Unfused>(&mut w, &levels, mode, group_log);
+        let e = tile_err::<T>(&w, &want);
+        assert!(e < tol, "baseline: {} n=2^{log_n} group 2^{group_log}: {e}", T::NAME);
+    }
+
+    fn mode_of(m: u8) -> Mode {
+        [Mode::Forward, Mode::Transpose, Mode::Adjoint][m as usize % 3]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn fused_passes_match_level_by_level(
+            log_n in 0usize..9,
+            nblocks in 1usize..4,
+            increasing: bool,
+            mode in 0u8..3,
+            group_log in 1usize..10,
+            seed: u64,
+        ) {
+            let mode = mode_of(mode);
+            check_levels::<f64>(log_n, nblocks, increasing, mode, group_log, seed, 1e-12);
+            check_levels::<C64>(log_n, nblocks, increasing, mode, group_log, seed, 1e-12);
+            check_levels::<f32>(log_n, nblocks, increasing, mode, group_log, seed, 1e-4);
+            check_levels::<C32>(log_n, nblocks, increasing, mode, group_log, seed, 1e-4);
+        }
+
+        #[test]
+        fn passes_cover_levels_within_budget(
+            log_n in 1usize..14,
+            nblocks in 1usize..4,
+            increasing: bool,
+            group_log in 1usize..10,
+        ) {
+            let mut rng = StdRng::seed_from_u64(0);
+            let lv = random_levels::<f32>(log_n, nblocks, increasing, &mut rng);
+            let levels: Vec<Level<'_, f32>> = lv
+                .iter()
+                .map(|(s, tw)| Level { stride: *s, tw })
+                .collect();
+            let passes = plan_passes(&levels, log_n, group_log);
+            prop_assert_eq!(passes[0].start, 0);
+            prop_assert_eq!(passes.last().map(|p| p.end), Some(levels.len()));
+            for w in passes.windows(2) {
+                prop_assert_eq!(w[0].end, w[1].start);
+            }
+            for p in &passes {
+                prop_assert!(p.start < p.end);
+                prop_assert!(p.q - p.p <= group_log.max(1) || log_n <= group_log);
+                for l in &levels[p.start..p.end] {
+                    let b = l.stride.trailing_zeros() as usize;
+                    prop_assert!(p.p <= b && b < p.q);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_passes_at_full_size() {
+        for (log_n, nblocks, inc) in [(12, 1, true), (13, 2, false), (11, 3, true)] {
+            check_levels::<f32>(log_n, nblocks, inc, Mode::Forward, group_log::<f32>(), 1, 2e-4);
+            check_levels::<C32>(log_n, nblocks, inc, Mode::Adjoint, group_log::<C32>(), 2, 2e-4);
+        }
+        check_levels::<C64>(10, 2, true, Mode::Transpose, group_log::<C64>(), 3, 1e-12);
+    }
+
+    /// `gather` then `scatter` against element-by-element moves, for `rows` batch rows,
+    /// `ncols` columns and a tile of `nlane` lane rows.
+    fn check_transposes<T: Scalar>(rows: usize, ncols: usize, extra: usize, bias: bool, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let nlane = ncols + extra;
+        let mut order: Vec<usize> = (0..nlane).collect();
+        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+        let map = &order[..ncols];
+        let x: Vec<Vec<T>> = (0..rows)
+            .map(|_| (0..ncols).map(|_| T::randn(&mut rng, 1.0)).collect())
+            .collect();
+        let zero = <T::Real as num_traits::Zero>::zero();
+        let mut w = vec![zero; nlane * width::<T>()];
+        let refs: Vec<&[T]> = x.iter().map(|r| r.as_slice()).collect();
+        gather(&refs, map, &mut w);
+        for i in 0..nlane {
+            for k in 0..LANES {
+                let want = match map.iter().position(|&d| d == i) {
+                    Some(j) if k < rows => x[k][j],
+                    _ => T::zero(),
+                };
+                assert_eq!(get::<T>(&w, i, k), want, "gather {} lane row {i} lane {k}", T::NAME);
+            }
+        }
+        let w = random_tile::<T>(nlane, &mut rng);
+        let b: Option<Vec<T>> = bias.then(|| (0..ncols).map(|_| T::randn(&mut rng, 1.0)).collect());
+        let mut y: Vec<Vec<T>> = vec![vec![T::zero(); ncols]; rows];
+        let mut outs: Vec<&mut [T]> = y.iter_mut().map(|r| r.as_mut_slice()).collect();
+        scatter(&w, map, b.as_deref(), &mut outs);
+        for (k, row) in y.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let u = get::<T>(&w, map[j], k);
+                let want = b.as_ref().map_or(u, |b| u + b[j]);
+                assert_eq!(v, want, "scatter {} row {k} column {j}", T::NAME);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn transposes_move_every_value(
+            rows in 1usize..=LANES,
+            ncols in 1usize..80,
+            extra in 0usize..20,
+            bias: bool,
+            seed: u64,
+        ) {
+            check_transposes::<f32>(rows, ncols, extra, bias, seed);
+            check_transposes::<C32>(rows, ncols, extra, bias, seed);
+            check_transposes::<f64>(rows, ncols, extra, bias, seed);
+            check_transposes::<C64>(rows, ncols, extra, bias, seed);
+        }
+    }
 }

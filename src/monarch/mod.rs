@@ -11,3 +11,5 @@ mod shape;
 pub use block_diagonal::BlockDiagonal;
 pub use monarch_matrix::Monarch;
 pub use shape::MonarchShape;
+
+pub(crate) use block_diagonal::{add_bias, bias_grad, uniform};

@@ -1,0 +1,204 @@
+//! Quick timings of the butterfly multiply against its baselines (faer dense GEMM, rustfft),
+//! without criterion: the median of a few repetitions per case, printed as a table.
+//!
+//! ```text
+//! cargo run --release --example bench_butterfly -- [--n 256,1024,4096] [--batch 256]
+//!     [--reps 15] [--threads 0] [--only f32|c32|fft] [--no-dense]
+//! ```
+//! `--threads 0` uses all cores (rayon's default pool); the FFT comparison always runs on one
+//! thread, like `benches/butterfly.rs`.
+
+use kaleidoscope::butterfly::special::FftOptions;
+use kaleidoscope::{Butterfly, ButterflyConfig, LinearMap, Scalar, C32};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rustfft::FftPlanner;
+use std::time::{Duration, Instant};
+
+struct Args {
+    ns: Vec<usize>,
+    batch: usize,
+    reps: usize,
+    threads: usize,
+    only: Option<String>,
+    dense: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        ns: vec![256, 512, 1024, 2048, 4096, 8192],
+        batch: 256,
+        reps: 15,
+        threads: 0,
+        only: None,
+        dense: true,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let val = || argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--n" => a.ns = val().split(',').filter_map(|s| s.parse().ok()).collect(),
+            "--batch" => a.batch = val().parse().unwrap_or(a.batch),
+            "--reps" => a.reps = val().parse().unwrap_or(a.reps),
+            "--threads" => a.threads = val().parse().unwrap_or(a.threads),
+            "--only" => a.only = Some(val()),
+            "--no-dense" => {
+                a.dense = false;
+                i += 1;
+                continue;
+            }
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Median wall time of `reps` calls after one warm-up call.
+fn median_time(reps: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut t: Vec<Duration> = (0..reps.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[t.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn butterfly_vs_dense<T: Scalar>(a: &Args, pool: &rayon::ThreadPool) {
+    println!(
+        "{:>6} {:>5} {:>6} {:>14} {:>14} {:>9}",
+        "n", "type", "batch", "butterfly µs", "dense GEMM µs", "speed-up"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    for &n in &a.ns {
+        let cfg = ButterflyConfig {
+            bias: false,
+            ..ButterflyConfig::default()
+        };
+        let b = Butterfly::<T>::new(n, n, cfg, &mut rng).expect("butterfly");
+        let x = Array2::from_shape_simple_fn((a.batch, n), || T::randn(&mut rng, 1.0));
+        let mut y = Array2::<T>::zeros((a.batch, n));
+        let tb = pool.install(|| {
+            median_time(a.reps, || {
+                b.apply_into(x.view(), y.view_mut()).expect("apply");
+            })
+        });
+        let td = if a.dense {
+            let w = Array2::from_shape_simple_fn((n, n), || T::randn(&mut rng, 1.0));
+            let xs = x.as_slice().expect("contiguous");
+            let ws = w.as_slice().expect("contiguous");
+            let par = if a.threads == 1 {
+                faer::Par::Seq
+            } else {
+                faer::Par::rayon(a.threads)
+            };
+            let reps = if n >= 4096 { 3 } else { a.reps };
+            Some(pool.install(|| {
+                median_time(reps, || {
+                    let ys = y.as_slice_mut().expect("contiguous");
+                    let lhs = faer::MatRef::from_row_major_slice(xs, a.batch, n);
+                    let rhs = faer::MatRef::from_row_major_slice(ws, n, n).transpose();
+                    let dst = faer::MatMut::from_row_major_slice_mut(ys, a.batch, n);
+                    T::gemm(dst, lhs, rhs, false, par);
+                })
+            }))
+        } else {
+            None
+        };
+        match td {
+            Some(td) => println!(
+                "{:>6} {:>5} {:>6} {:>14.1} {:>14.1} {:>8.1}×",
+                n,
+                T::NAME,
+                a.batch,
+                us(tb),
+                us(td),
+                us(td) / us(tb)
+            ),
+            None => println!(
+                "{:>6} {:>5} {:>6} {:>14.1} {:>14} {:>9}",
+                n,
+                T::NAME,
+                a.batch,
+                us(tb),
+                "-",
+                "-"
+            ),
+        }
+    }
+}
+
+fn fft_vs_rustfft(a: &Args) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("thread pool");
+    println!(
+        "{:>6} {:>6} {:>18} {:>12} {:>7}   (one thread)",
+        "n", "batch", "FFT butterfly µs", "rustfft µs", "ratio"
+    );
+    let n = 1024;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let b = Butterfly::<C32>::fft(n, FftOptions::default()).expect("fft");
+    let x = Array2::from_shape_simple_fn((a.batch, n), || C32::randn(&mut rng, 1.0));
+    let mut y = Array2::<C32>::zeros((a.batch, n));
+    let tb = pool.install(|| {
+        median_time(a.reps, || {
+            b.apply_into(x.view(), y.view_mut()).expect("apply");
+        })
+    });
+    let fft = FftPlanner::<f32>::new().plan_fft_forward(n);
+    let mut buf = x.as_slice().expect("contiguous").to_vec();
+    let mut scratch = vec![C32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
+    // Each repetition transforms a fresh copy of x; the copy is not timed.
+    let mut times: Vec<Duration> = (0..a.reps.max(1) + 1)
+        .map(|_| {
+            buf.copy_from_slice(x.as_slice().expect("contiguous"));
+            let s = Instant::now();
+            fft.process_with_scratch(&mut buf, &mut scratch);
+            s.elapsed()
+        })
+        .skip(1)
+        .collect();
+    times.sort();
+    let tr = times[times.len() / 2];
+    println!(
+        "{:>6} {:>6} {:>18.1} {:>12.1} {:>6.2}×",
+        n,
+        a.batch,
+        us(tb),
+        us(tr),
+        us(tb) / us(tr)
+    );
+}
+
+fn main() {
+    let a = parse_args();
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if a.threads > 0 {
+        builder = builder.num_threads(a.threads);
+    }
+    let pool = builder.build().expect("thread pool");
+    let want = |k: &str| a.only.as_deref().is_none_or(|o| o == k);
+    if want("f32") {
+        butterfly_vs_dense::<f32>(&a, &pool);
+    }
+    if want("c32") {
+        butterfly_vs_dense::<C32>(&a, &pool);
+    }
+    if want("fft") {
+        fft_vs_rustfft(&a);
+    }
+}
