@@ -27,6 +27,27 @@ pub fn gemm_conj<T: Scalar>(
     c: ArrayViewMut2<T>,
     accumulate: bool,
 ) {
+    gemm_conj_par(
+        a,
+        conj_a,
+        b,
+        conj_b,
+        c,
+        accumulate,
+        faer::get_global_parallelism(),
+    );
+}
+
+/// [`gemm_conj`] with an explicit faer parallelism (`faer::Par::Seq` inside rayon jobs).
+pub fn gemm_conj_par<T: Scalar>(
+    a: ArrayView2<T>,
+    conj_a: bool,
+    b: ArrayView2<T>,
+    conj_b: bool,
+    c: ArrayViewMut2<T>,
+    accumulate: bool,
+    par: faer::Par,
+) {
     if c.is_empty() {
         return;
     }
@@ -37,7 +58,6 @@ pub fn gemm_conj<T: Scalar>(
         }
         return;
     }
-    let par = faer::get_global_parallelism();
     T::gemm(
         faer_mut(c),
         faer_ref(a),

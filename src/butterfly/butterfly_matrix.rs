@@ -603,3 +603,218 @@ impl<T: Scalar> Differentiable<T> for Butterfly<T> {
         &mut self.params
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::{C32, C64};
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// `B x + b` for one row, coordinate by coordinate in complex f64, from the definition.
+    fn reference_row<T: Scalar>(b: &Butterfly<T>, x: &[C64], bias: bool) -> Vec<C64> {
+        let n = b.n();
+        let mut xp = vec![C64::new(0.0, 0.0); n];
+        xp[..x.len()].copy_from_slice(x);
+        if let Some(p) = b.input_permutation() {
+            xp = p.as_slice().iter().map(|&i| xp[i]).collect();
+        }
+        let tw = b.twiddle_view();
+        let mut y = Vec::new();
+        for st in 0..b.nstacks() {
+            let mut v = xp.clone();
+            for blk in 0..b.nblocks() {
+                for l in 0..b.log_n() {
+                    let s = b.level_stride(blk, l);
+                    for p in 0..n / 2 {
+                        let a = (p / s) * 2 * s + p % s;
+                        let t = |r: usize, c: usize| tw[(st, blk, l, p, r, c)].to_c64();
+                        let (xa, xb) = (v[a], v[a + s]);
+                        v[a] = t(0, 0) * xa + t(0, 1) * xb;
+                        v[a + s] = t(1, 0) * xa + t(1, 1) * xb;
+                    }
+                }
+            }
+            if let Some(q) = b.output_permutation() {
+                v = q.as_slice().iter().map(|&i| v[i]).collect();
+            }
+            y.extend(v);
+        }
+        y.truncate(b.out_features());
+        if bias {
+            if let Some(bb) = b.bias() {
+                for (u, c) in y.iter_mut().zip(bb) {
+                    *u += c.to_c64();
+                }
+            }
+        }
+        y
+    }
+
+    fn random_perm(n: usize, rng: &mut StdRng) -> Permutation {
+        let mut v: Vec<usize> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(v.as_mut_slice(), rng);
+        Permutation::new(v).expect("permutation")
+    }
+
+    fn rand_array<T: Scalar>(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<T> {
+        Array2::from_shape_simple_fn((rows, cols), || T::randn(rng, 1.0))
+    }
+
+    fn max_err<T: Scalar>(got: ArrayView2<T>, want: &Array2<C64>) -> f64 {
+        let scale = want.iter().map(|z| z.norm()).fold(1.0, f64::max);
+        let e = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a.to_c64() - b).norm())
+            .fold(0.0, f64::max);
+        e / scale
+    }
+
+    /// Forward, transpose, adjoint and the input gradient of a random geometry against the
+    /// row-by-row reference, with strided input and output views.
+    #[allow(clippy::too_many_arguments)]
+    fn check_geometry<T: Scalar>(
+        inp: usize,
+        out: usize,
+        nblocks: usize,
+        increasing: bool,
+        perms: (bool, bool),
+        bias: bool,
+        batch: usize,
+        seed: u64,
+        tol: f64,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let cfg = ButterflyConfig {
+            nblocks,
+            increasing_stride: increasing,
+            init: super::super::init::Init::Randn,
+            bias,
+        };
+        let mut b = Butterfly::<T>::new(inp, out, cfg, &mut rng).expect("butterfly");
+        if let Some(bb) = b.bias_mut() {
+            for v in bb.iter_mut() {
+                *v = T::randn(&mut rng, 1.0);
+            }
+        }
+        let n = b.n();
+        if perms.0 {
+            b = b.with_input_permutation(random_perm(n, &mut rng)).unwrap();
+        }
+        if perms.1 {
+            b = b.with_output_permutation(random_perm(n, &mut rng)).unwrap();
+        }
+        // Dense W (out × in) from the reference applied to unit vectors.
+        let mut wd = Array2::<C64>::zeros((out, inp));
+        for j in 0..inp {
+            let mut e = vec![C64::new(0.0, 0.0); inp];
+            e[j] = C64::new(1.0, 0.0);
+            for (i, v) in reference_row(&b, &e, false).into_iter().enumerate() {
+                wd[(i, j)] = v;
+            }
+        }
+        // x as a transposed (column-major) view, y written through a strided view.
+        let xt = rand_array::<T>(inp, batch, &mut rng);
+        let x = xt.t();
+        let xc = x.mapv(|v| v.to_c64());
+        let mut want = xc.dot(&wd.t());
+        if let Some(bb) = b.bias() {
+            for mut row in want.rows_mut() {
+                for (u, c) in row.iter_mut().zip(bb) {
+                    *u += c.to_c64();
+                }
+            }
+        }
+        let mut ybuf = Array2::<T>::zeros((batch, 2 * out));
+        b.apply_into(x, ybuf.slice_mut(s![.., ..;2])).unwrap();
+        let e = max_err(ybuf.slice(s![.., ..;2]), &want);
+        assert!(e < tol, "{} apply: {e}", T::NAME);
+        let y = b.apply(x).unwrap();
+        let e = max_err(y.view(), &want);
+        assert!(e < tol, "{} apply (owned): {e}", T::NAME);
+
+        let dy = rand_array::<T>(batch, out, &mut rng);
+        let dyc = dy.mapv(|v| v.to_c64());
+        let want_t = dyc.dot(&wd);
+        let want_h = dyc.dot(&wd.mapv(|z| z.conj()));
+        let e = max_err(b.apply_transpose(dy.view()).unwrap().view(), &want_t);
+        assert!(e < tol, "{} transpose: {e}", T::NAME);
+        let e = max_err(b.apply_adjoint(dy.view()).unwrap().view(), &want_h);
+        assert!(e < tol, "{} adjoint: {e}", T::NAME);
+        let mut grads = vec![T::zero(); b.params().len()];
+        let dx = b.backward(x, dy.view(), &mut grads).unwrap();
+        let e = max_err(dx.view(), &want_h);
+        assert!(e < tol, "{} backward dx: {e}", T::NAME);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn every_geometry_matches_reference(
+            inp in 1usize..300,
+            out in 1usize..600,
+            nblocks in 1usize..4,
+            increasing: bool,
+            perms: (bool, bool),
+            bias: bool,
+            batch in 1usize..40,
+            seed: u64,
+        ) {
+            let g = (inp, out, nblocks, increasing, perms, bias, batch, seed);
+            check_geometry::<f32>(g.0, g.1, g.2, g.3, g.4, g.5, g.6, g.7, 1e-4);
+            check_geometry::<C32>(g.0, g.1, g.2, g.3, g.4, g.5, g.6, g.7, 1e-4);
+            check_geometry::<f64>(g.0, g.1, g.2, g.3, g.4, g.5, g.6, g.7, 1e-11);
+            check_geometry::<C64>(g.0, g.1, g.2, g.3, g.4, g.5, g.6, g.7, 1e-11);
+        }
+    }
+
+    #[test]
+    fn large_geometries_match_reference() {
+        check_geometry::<f32>(2048, 2048, 1, true, (false, false), true, 35, 1, 1e-4);
+        check_geometry::<C32>(1024, 1024, 2, false, (true, true), true, 20, 2, 1e-4);
+        check_geometry::<C32>(1000, 3000, 1, true, (true, false), false, 17, 3, 1e-4);
+    }
+
+    /// Twiddle gradients of a size-1024 map (several fused passes) against a central difference
+    /// of `L = Re Σ conj(dy) ⊙ B x` along a random direction.
+    fn check_twiddle_grad<T: Scalar>(seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let cfg = ButterflyConfig {
+            nblocks: 2,
+            ..ButterflyConfig::default()
+        };
+        let b = Butterfly::<T>::new(1024, 1500, cfg, &mut rng).expect("butterfly");
+        let x = rand_array::<T>(21, 1024, &mut rng);
+        let dy = rand_array::<T>(21, 1500, &mut rng);
+        let mut grads = vec![T::zero(); b.params().len()];
+        b.backward(x.view(), dy.view(), &mut grads).unwrap();
+        let dir: Vec<T> = (0..grads.len()).map(|_| T::randn(&mut rng, 1.0)).collect();
+        let loss = |h: f64| -> f64 {
+            let mut m = b.clone();
+            for (p, d) in m.params_mut().iter_mut().zip(&dir) {
+                *p += d.scale_real(<T::Real as Scalar>::from_f64(h));
+            }
+            let y = m.apply(x.view()).unwrap();
+            y.iter()
+                .zip(dy.iter())
+                .map(|(a, c)| (c.to_c64().conj() * a.to_c64()).re)
+                .sum()
+        };
+        let h = 1e-5;
+        let fd = (loss(h) - loss(-h)) / (2.0 * h);
+        let an: f64 = grads
+            .iter()
+            .zip(&dir)
+            .map(|(g, d)| (g.to_c64().conj() * d.to_c64()).re)
+            .sum();
+        assert!((fd - an).abs() < 1e-6 * an.abs().max(1.0), "{}: fd {fd} vs {an}", T::NAME);
+    }
+
+    #[test]
+    fn twiddle_gradients_at_size_1024() {
+        check_twiddle_grad::<f64>(5);
+        check_twiddle_grad::<C64>(6);
+    }
+}

@@ -70,10 +70,26 @@ pub(crate) enum Mode {
 
 /// One butterfly level: the stride and the `n/2 × 4` block entries (`[t00, t01, t10, t11]` per
 /// pair, pairs ordered by block then offset within the stride).
-#[derive(Clone, Copy)]
 pub(crate) struct Level<'a, T> {
     pub stride: usize,
     pub tw: &'a [T],
+}
+
+impl<T> Clone for Level<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Level<'_, T> {}
+
+impl<'a, T> Level<'a, T> {
+    /// The blocks of the `count` pairs starting with the one whose first row is `a`.
+    #[inline(always)]
+    fn run(self, a: usize, count: usize) -> &'a [T] {
+        let i = pair_index(a, self.stride);
+        &self.tw[4 * i..4 * (i + count)]
+    }
 }
 
 /// `a·b + c`, fused (one rounding) where the instruction set has FMA, plain otherwise.
@@ -98,41 +114,94 @@ impl MulAdd for Unfused {
     }
 }
 
-/// `(a, b) ← (c0 a + c1 b, c2 a + c3 b)` on real lane rows.
+/// The lanes of one lane row (or of its real or imaginary half).
+type Lanes<R> = [R; LANES];
+
+/// `s·x` lane by lane.
 #[inline(always)]
-fn pair_real<R: RealScalar, A: MulAdd>(a: &mut [R; LANES], b: &mut [R; LANES], c: [R; 4]) {
-    for k in 0..LANES {
-        let (xa, xb) = (a[k], b[k]);
-        a[k] = A::mul_add(c[0], xa, c[1] * xb);
-        b[k] = A::mul_add(c[2], xa, c[3] * xb);
+fn lmul<R: RealScalar>(s: R, x: &Lanes<R>) -> Lanes<R> {
+    let mut y = *x;
+    for v in y.iter_mut() {
+        *v = s * *v;
     }
+    y
 }
 
-/// `(a, b) ← (c0 a + c1 b, c2 a + c3 b)` on split complex lane rows; `c[j] = (re, im)`.
+/// `s·x + acc` lane by lane.
 #[inline(always)]
-fn pair_complex<R: RealScalar, A: MulAdd>(
-    a: &mut [R; 2 * LANES],
-    b: &mut [R; 2 * LANES],
-    c: [(R, R); 4],
-) {
-    let m = |x: (R, R), y: (R, R), xr: R, xi: R, yr: R, yi: R| {
-        let re = A::mul_add(
-            -y.1,
-            yi,
-            A::mul_add(y.0, yr, A::mul_add(-x.1, xi, x.0 * xr)),
-        );
-        let im = A::mul_add(y.1, yr, A::mul_add(y.0, yi, A::mul_add(x.1, xr, x.0 * xi)));
-        (re, im)
-    };
-    for k in 0..LANES {
-        let (ar, ai, br, bi) = (a[k], a[LANES + k], b[k], b[LANES + k]);
-        let (yar, yai) = m(c[0], c[1], ar, ai, br, bi);
-        let (ybr, ybi) = m(c[2], c[3], ar, ai, br, bi);
-        a[k] = yar;
-        a[LANES + k] = yai;
-        b[k] = ybr;
-        b[LANES + k] = ybi;
+fn lfma<R: RealScalar, A: MulAdd>(s: R, x: &Lanes<R>, mut acc: Lanes<R>) -> Lanes<R> {
+    for (v, &u) in acc.iter_mut().zip(x) {
+        *v = A::mul_add(s, u, *v);
     }
+    acc
+}
+
+/// `(c0 a + c1 b, c2 a + c3 b)` on real lanes.
+#[inline(always)]
+fn bf_real<R: RealScalar, A: MulAdd>(
+    c: [R; 4],
+    a: &Lanes<R>,
+    b: &Lanes<R>,
+) -> (Lanes<R>, Lanes<R>) {
+    (
+        lfma::<R, A>(c[0], a, lmul(c[1], b)),
+        lfma::<R, A>(c[2], a, lmul(c[3], b)),
+    )
+}
+
+/// Split complex lanes: real parts, imaginary parts.
+type CLanes<R> = (Lanes<R>, Lanes<R>);
+
+/// `u·a + v·b` on split complex lanes, `u = (re, im)`.
+#[inline(always)]
+fn cdot<R: RealScalar, A: MulAdd>(u: (R, R), v: (R, R), a: &CLanes<R>, b: &CLanes<R>) -> CLanes<R> {
+    let re = lmul(u.0, &a.0);
+    let re = lfma::<R, A>(-u.1, &a.1, re);
+    let re = lfma::<R, A>(v.0, &b.0, re);
+    let re = lfma::<R, A>(-v.1, &b.1, re);
+    let im = lmul(u.0, &a.1);
+    let im = lfma::<R, A>(u.1, &a.0, im);
+    let im = lfma::<R, A>(v.0, &b.1, im);
+    let im = lfma::<R, A>(v.1, &b.0, im);
+    (re, im)
+}
+
+/// `(c0 a + c1 b, c2 a + c3 b)` on split complex lanes.
+#[inline(always)]
+fn bf_complex<R: RealScalar, A: MulAdd>(
+    c: [(R, R); 4],
+    a: &CLanes<R>,
+    b: &CLanes<R>,
+) -> (CLanes<R>, CLanes<R>) {
+    (cdot::<R, A>(c[0], c[1], a, b), cdot::<R, A>(c[2], c[3], a, b))
+}
+
+/// The lanes of a real lane row.
+#[inline(always)]
+fn load_real<R: RealScalar>(x: &[R]) -> Lanes<R> {
+    x.try_into().expect("lane row")
+}
+
+/// The split lanes of a complex lane row.
+#[inline(always)]
+fn load_complex<R: RealScalar>(x: &[R]) -> CLanes<R> {
+    let (re, im) = x.split_at(LANES);
+    (
+        re.try_into().expect("lane row"),
+        im.try_into().expect("lane row"),
+    )
+}
+
+#[inline(always)]
+fn store_real<R: RealScalar>(x: &mut [R], v: &Lanes<R>) {
+    x.copy_from_slice(v);
+}
+
+#[inline(always)]
+fn store_complex<R: RealScalar>(x: &mut [R], v: &CLanes<R>) {
+    let (re, im) = x.split_at_mut(LANES);
+    re.copy_from_slice(&v.0);
+    im.copy_from_slice(&v.1);
 }
 
 /// Apply the 2×2 blocks `f(tw[4j..4j+4])` to the `count` lane-row pairs `(ra + j, rb + j)`.
@@ -156,26 +225,113 @@ fn pairs<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
     {
         let c = f(t);
         if T::IS_COMPLEX {
-            let c = c.map(|z| (z.re(), z.im()));
-            pair_complex::<T::Real, A>(
-                a.try_into().expect("lane row"),
-                b.try_into().expect("lane row"),
-                c,
-            );
+            let (ya, yb) = bf_complex::<T::Real, A>(block_c(c), &load_complex(a), &load_complex(b));
+            store_complex(a, &ya);
+            store_complex(b, &yb);
         } else {
-            pair_real::<T::Real, A>(
-                a.try_into().expect("lane row"),
-                b.try_into().expect("lane row"),
-                c.map(|z| z.re()),
-            );
+            let (ya, yb) = bf_real::<T::Real, A>(block_re(c), &load_real(a), &load_real(b));
+            store_real(a, &ya);
+            store_real(b, &yb);
         }
     }
 }
 
-/// Index of the pair whose first row is `a` in a level of stride `s`.
+/// Index of the pair whose first row is `a` in a level of stride `s` (a power of two):
+/// `⌊a / 2s⌋·s + a mod s`.
 #[inline(always)]
 fn pair_index(a: usize, s: usize) -> usize {
-    (a / (2 * s)) * s + a % s
+    ((a >> 1) & !(s - 1)) | (a & (s - 1))
+}
+
+/// `(x0, x1, x2, x3) ←` level `s1` on `(x0, x1)` by `c[0]` and `(x2, x3)` by `c[1]`, then
+/// level `s2` on `(x0, x2)` by `c[2]` and `(x1, x3)` by `c[3]`, on real lane rows.
+#[inline(always)]
+fn quad_real<R: RealScalar, A: MulAdd>(x: [&mut [R]; 4], c: [[R; 4]; 4]) {
+    let [x0, x1, x2, x3] = x;
+    let (y0, y1) = bf_real::<R, A>(c[0], &load_real(x0), &load_real(x1));
+    let (y2, y3) = bf_real::<R, A>(c[1], &load_real(x2), &load_real(x3));
+    let (z0, z2) = bf_real::<R, A>(c[2], &y0, &y2);
+    let (z1, z3) = bf_real::<R, A>(c[3], &y1, &y3);
+    store_real(x0, &z0);
+    store_real(x1, &z1);
+    store_real(x2, &z2);
+    store_real(x3, &z3);
+}
+
+/// [`quad_real`] on split complex lane rows; `c[j][e] = (re, im)`.
+#[inline(always)]
+fn quad_complex<R: RealScalar, A: MulAdd>(x: [&mut [R]; 4], c: [[(R, R); 4]; 4]) {
+    let [x0, x1, x2, x3] = x;
+    let (y0, y1) = bf_complex::<R, A>(c[0], &load_complex(x0), &load_complex(x1));
+    let (y2, y3) = bf_complex::<R, A>(c[1], &load_complex(x2), &load_complex(x3));
+    let (z0, z2) = bf_complex::<R, A>(c[2], &y0, &y2);
+    let (z1, z3) = bf_complex::<R, A>(c[3], &y1, &y3);
+    store_complex(x0, &z0);
+    store_complex(x1, &z1);
+    store_complex(x2, &z2);
+    store_complex(x3, &z3);
+}
+
+/// The real parts of a block.
+#[inline(always)]
+fn block_re<T: Scalar>(t: [T; 4]) -> [T::Real; 4] {
+    [t[0].re(), t[1].re(), t[2].re(), t[3].re()]
+}
+
+/// The `(re, im)` parts of a block.
+#[inline(always)]
+fn block_c<T: Scalar>(t: [T; 4]) -> [(T::Real, T::Real); 4] {
+    [
+        (t[0].re(), t[0].im()),
+        (t[1].re(), t[1].im()),
+        (t[2].re(), t[2].im()),
+        (t[3].re(), t[3].im()),
+    ]
+}
+
+/// Two levels with strides `s1 ≠ s2` on the `count` quads of lane rows
+/// `(a, a + s1, a + s2, a + s1 + s2) + j`, `j < count ≤ min(s1, s2)`.
+#[inline(always)]
+fn quads<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
+    w: &mut [T::Real],
+    a: usize,
+    l1: Level<'_, T>,
+    l2: Level<'_, T>,
+    count: usize,
+    f: &F,
+) {
+    let wd = width::<T>();
+    let (s1, s2) = (l1.stride, l2.stride);
+    let (lo, hi) = (s1.min(s2), s1.max(s2));
+    // Rows in memory order: a, a + lo, a + hi, a + lo + hi.
+    let (r0, rest) = w[a * wd..].split_at_mut(lo * wd);
+    let (r1, rest) = rest.split_at_mut((hi - lo) * wd);
+    let (r2, r3) = rest.split_at_mut(lo * wd);
+    let rows = [
+        &mut r0[..count * wd],
+        &mut r1[..count * wd],
+        &mut r2[..count * wd],
+        &mut r3[..count * wd],
+    ];
+    // (x0, x1, x2, x3) = (a, a + s1, a + s2, a + s1 + s2).
+    let [m0, mlo, mhi, m3] = rows;
+    let (m1, m2) = if s1 < s2 { (mlo, mhi) } else { (mhi, mlo) };
+    let (ta, tb) = (l1.run(a, count), l1.run(a + s2, count));
+    let (tc, td) = (l2.run(a, count), l2.run(a + s1, count));
+    for j in 0..count {
+        let t = 4 * j..4 * j + 4;
+        let c = [f(&ta[t.clone()]), f(&tb[t.clone()]), f(&tc[t.clone()]), f(&td[t])];
+        let r = j * wd..(j + 1) * wd;
+        let (x0, x1) = (&mut m0[r.clone()], &mut m1[r.clone()]);
+        let (x2, x3) = (&mut m2[r.clone()], &mut m3[r]);
+        if T::IS_COMPLEX {
+            let c = [block_c(c[0]), block_c(c[1]), block_c(c[2]), block_c(c[3])];
+            quad_complex::<T::Real, A>([x0, x1, x2, x3], c);
+        } else {
+            let c = [block_re(c[0]), block_re(c[1]), block_re(c[2]), block_re(c[3])];
+            quad_real::<T::Real, A>([x0, x1, x2, x3], c);
+        }
+    }
 }
 
 /// A run of consecutive levels whose strides lie in `2^p .. 2^q`.
@@ -230,6 +386,25 @@ fn plan_passes<T>(levels: &[Level<'_, T>], log_n: usize, group_log: usize) -> Ve
     passes
 }
 
+/// The levels of a pass taken two at a time (as quads) where consecutive strides differ.
+fn steps<'a, T>(levels: &[Level<'a, T>]) -> Vec<(Level<'a, T>, Option<Level<'a, T>>)> {
+    let mut out = Vec::with_capacity(levels.len());
+    let mut i = 0;
+    while i < levels.len() {
+        match levels.get(i + 1) {
+            Some(&l2) if l2.stride != levels[i].stride => {
+                out.push((levels[i], Some(l2)));
+                i += 2;
+            }
+            _ => {
+                out.push((levels[i], None));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 #[inline(always)]
 fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
     w: &mut [T::Real],
@@ -240,15 +415,29 @@ fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
     f: &F,
 ) {
     let Pass { p, q, .. } = pass;
+    let steps = steps(levels);
     if p == 0 {
         // Groups are contiguous blocks of 2^q rows.
         let gsize = 1usize << q;
         for base in (0..n).step_by(gsize) {
-            for lv in levels {
-                let s = lv.stride;
-                for a in (base..base + gsize).step_by(2 * s) {
-                    let pi = pair_index(a, s);
-                    pairs::<T, A, F>(w, a, a + s, s, &lv.tw[4 * pi..4 * (pi + s)], f);
+            for &(l1, l2) in &steps {
+                match l2 {
+                    None => {
+                        let s = l1.stride;
+                        for a in (base..base + gsize).step_by(2 * s) {
+                            let pi = a >> 1;
+                            pairs::<T, A, F>(w, a, a + s, s, &l1.tw[4 * pi..4 * (pi + s)], f);
+                        }
+                    }
+                    Some(l2) => {
+                        let lo = l1.stride.min(l2.stride);
+                        let hi = l1.stride.max(l2.stride);
+                        for h in (base..base + gsize).step_by(2 * hi) {
+                            for a in (h..h + hi).step_by(2 * lo) {
+                                quads::<T, A, F>(w, a, l1, l2, lo, f);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -259,14 +448,31 @@ fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
         let cw = (group_rows >> (q - p)).clamp(1, 1 << p);
         for hi in (0..n).step_by(1 << q) {
             for c0 in (0..1usize << p).step_by(cw) {
-                for lv in levels {
-                    let s = lv.stride;
-                    let sm = s >> p;
-                    for mb in (0..mcount).step_by(2 * sm) {
-                        for m in mb..mb + sm {
-                            let a = hi + (m << p) + c0;
-                            let pi = pair_index(a, s);
-                            pairs::<T, A, F>(w, a, a + s, cw, &lv.tw[4 * pi..4 * (pi + cw)], f);
+                for &(l1, l2) in &steps {
+                    match l2 {
+                        None => {
+                            let s = l1.stride;
+                            let sm = s >> p;
+                            for mb in (0..mcount).step_by(2 * sm) {
+                                for m in mb..mb + sm {
+                                    let a = hi + (m << p) + c0;
+                                    let pi = pair_index(a, s);
+                                    let tw = &l1.tw[4 * pi..4 * (pi + cw)];
+                                    pairs::<T, A, F>(w, a, a + s, cw, tw, f);
+                                }
+                            }
+                        }
+                        Some(l2) => {
+                            let lo = l1.stride.min(l2.stride) >> p;
+                            let him = l1.stride.max(l2.stride) >> p;
+                            for h in (0..mcount).step_by(2 * him) {
+                                for mb in (h..h + him).step_by(2 * lo) {
+                                    for m in mb..mb + lo {
+                                        let a = hi + (m << p) + c0;
+                                        quads::<T, A, F>(w, a, l1, l2, cw, f);
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// (*Learning Fast Algorithms for Linear Transforms Using Butterfly Factorizations*, ICML 2019;
 /// *Kaleidoscope*, ICLR 2020).
 ///
-/// Real scalars: each block is the rotation `[[cos θ, −sin θ], [sin θ, cos θ]]` (one angle).
+/// Real scalars: each block is the rotation `[[cos θ, −sin θ], [sin θ, cos θ]]` (one angle;
+/// reflections, of determinant −1, are not reached).
 /// Complex scalars: each block is the U(2) element
 /// `e^{iα} [[e^{iψ} cos θ, e^{iχ} sin θ], [−e^{−iχ} sin θ, e^{−iψ} cos θ]]` (angles
 /// `[θ, α, ψ, χ]`, every element of U(2) is reached).
@@ -49,8 +50,11 @@ pub struct ButterflyUnitary<T: Scalar> {
     params: Vec<T>,
     in_perm: Option<Permutation>,
     out_perm: Option<Permutation>,
-    cache: Mutex<Option<(Vec<T>, Arc<Butterfly<T>>)>>,
+    cache: Mutex<Option<Cached<T>>>,
 }
+
+/// The parameters a cached butterfly was built from, and the butterfly.
+type Cached<T> = (Vec<T>, Arc<Butterfly<T>>);
 
 impl<T: Scalar> ButterflyUnitary<T> {
     /// Angles per 2×2 block: 1 (real scalars) or 4 (complex scalars).

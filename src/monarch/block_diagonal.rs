@@ -1,6 +1,6 @@
 //! [`BlockDiagonal`]: `W = diag(W_1, …, W_b)` with rectangular blocks.
 
-use super::block_gemm::{self, Cols, Factor};
+use super::block_gemm::{self, Factor};
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};
 use crate::error::{Error, Result};
 use crate::linear_map::{Differentiable, LinearMap};
@@ -135,15 +135,7 @@ impl<T: Scalar> BlockDiagonal<T> {
     fn transpose_map(&self, y: ArrayView2<T>, conj: bool) -> Result<Array2<T>> {
         check_cols("y", y.dim(), self.out_features())?;
         let mut x = Array2::zeros((y.nrows(), self.in_features()));
-        block_gemm::transpose(
-            self.factor,
-            self.blocks(),
-            y,
-            Cols::Contiguous,
-            x.view_mut(),
-            Cols::Contiguous,
-            conj,
-        );
+        block_gemm::transpose(self.factor, self.blocks(), y, x.view_mut(), conj);
         Ok(x)
     }
 }
@@ -185,14 +177,7 @@ impl<T: Scalar> LinearMap<T> for BlockDiagonal<T> {
     }
     fn apply_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>) -> Result<()> {
         check_apply_shapes_ok(self.in_features(), self.out_features(), &x, &y)?;
-        block_gemm::forward(
-            self.factor,
-            self.blocks(),
-            x,
-            Cols::Contiguous,
-            y.view_mut(),
-            Cols::Contiguous,
-        );
+        block_gemm::forward(self.factor, self.blocks(), x, y.view_mut());
         add_bias(&mut y, self.bias());
         Ok(())
     }
@@ -232,7 +217,7 @@ impl<T: Scalar> Differentiable<T> for BlockDiagonal<T> {
         check_len("grads", grads.len(), self.params.len())?;
         let wl = self.weight_len();
         let (gw, gb) = grads.split_at_mut(wl);
-        block_gemm::weight_grad(self.factor, gw, x, Cols::Contiguous, dy, Cols::Contiguous);
+        block_gemm::weight_grad(self.factor, gw, x, dy);
         if self.has_bias {
             bias_grad(dy, gb);
         }

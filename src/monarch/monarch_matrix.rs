@@ -1,13 +1,16 @@
 //! [`Monarch`]: the product of two block-diagonal factors with interleaving permutations.
 
-use super::block_diagonal::{add_bias, bias_grad, uniform};
-use super::block_gemm::{self, Cols, Factor};
+use super::block_diagonal::{bias_grad, uniform};
+use super::block_gemm;
 use super::shape::MonarchShape;
+use crate::dense::gemm_conj_par;
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_shape, Result};
 use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2};
+use faer::Par;
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
 use rand::Rng;
+use rayon::prelude::*;
 
 /// A Monarch matrix `M = P_out · BD(w2) · P_mid · BD(w1)` (Dao et al., *Monarch: Expressive
 /// Structured Matrices for Efficient and Accurate Training*, ICML 2022), with the geometry of
@@ -69,20 +72,6 @@ impl<T: Scalar> Monarch<T> {
     pub fn shape(&self) -> MonarchShape {
         self.shape
     }
-    fn f1(&self) -> Factor {
-        Factor {
-            nblocks: self.shape.k,
-            out: self.shape.q,
-            inp: self.shape.p,
-        }
-    }
-    fn f2(&self) -> Factor {
-        Factor {
-            nblocks: self.shape.l,
-            out: self.shape.s,
-            inp: self.shape.r,
-        }
-    }
     /// The first factor's blocks, flat `(k, q, p)`.
     pub fn w1(&self) -> &[T] {
         &self.params[..self.shape.weight_lens().0]
@@ -98,60 +87,185 @@ impl<T: Scalar> Monarch<T> {
         self.has_bias.then(|| &self.params[n1 + n2..])
     }
 
-    fn padded_input<'a>(&self, x: ArrayView2<'a, T>) -> CowArray<'a, T, Ix2> {
-        if x.ncols() == self.shape.padded_in() {
-            return x.into();
-        }
-        let mut xp = Array2::zeros((x.nrows(), self.shape.padded_in()));
-        xp.slice_mut(s![.., ..x.ncols()]).assign(&x);
-        xp.into()
+    /// For each intermediate index `c = a·q + qq` of the first factor's output, its position
+    /// `(c mod l)·r + c / l` in the layout where every block of the second factor reads its `r`
+    /// inputs contiguously.
+    fn mid_positions(&self) -> Vec<usize> {
+        let sh = self.shape;
+        (0..sh.inner())
+            .map(|c| (c % sh.l) * sh.r + c / sh.l)
+            .collect()
     }
 
-    /// The intermediate `t = BD(w1)·x`, shape `(batch, k·q)`.
-    fn inner(&self, x: ArrayView2<T>) -> Array2<T> {
-        let xp = self.padded_input(x);
-        let mut t = Array2::zeros((x.nrows(), self.shape.inner()));
-        block_gemm::forward(
-            self.f1(),
-            self.w1(),
-            xp.view(),
-            Cols::Contiguous,
-            t.view_mut(),
-            Cols::Contiguous,
-        );
-        t
+    /// The intermediate `t` of a row chunk, in the second factor's block-contiguous order.
+    fn inner_chunk(&self, xp: ArrayView2<T>, mid: &[usize], par: Par) -> Array2<T> {
+        let sh = self.shape;
+        let mut t = Array2::zeros((xp.nrows(), sh.inner()));
+        for a in 0..sh.k {
+            let xa = xp.slice(s![.., a * sh.p..(a + 1) * sh.p]);
+            let w1 = block_gemm::weight(self.w1(), a, sh.q, sh.p);
+            let dst = t.slice_mut(s![.., a * sh.q..(a + 1) * sh.q]);
+            gemm_conj_par(xa, false, w1.t(), false, dst, false, par);
+        }
+        permute_cols(t.view(), mid, false)
+    }
+
+    fn forward_chunk(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>, mid: &[usize], par: Par) {
+        let sh = self.shape;
+        let xp = pad_cols(x, sh.padded_in());
+        let tp = self.inner_chunk(xp.view(), mid, par);
+        let mut yp = Array2::zeros((x.nrows(), sh.padded_out()));
+        for j in 0..sh.l {
+            let tj = tp.slice(s![.., j * sh.r..(j + 1) * sh.r]);
+            let w2 = block_gemm::weight(self.w2(), j, sh.s, sh.r);
+            let dst = yp.slice_mut(s![.., j * sh.s..(j + 1) * sh.s]);
+            gemm_conj_par(tj, false, w2.t(), false, dst, false, par);
+        }
+        let bias = self.bias();
+        for (mut yr, ypr) in y.rows_mut().into_iter().zip(yp.rows()) {
+            for (o, v) in yr.iter_mut().enumerate() {
+                let (i, j) = (o / sh.l, o % sh.l);
+                *v = ypr[j * sh.s + i] + bias.map_or(T::zero(), |b| b[o]);
+            }
+        }
+    }
+
+    /// Output rows in the second factor's block-contiguous order, zero-padded to `l·s`.
+    fn gather_output(&self, y: ArrayView2<T>) -> Array2<T> {
+        let sh = self.shape;
+        let mut yp = Array2::zeros((y.nrows(), sh.padded_out()));
+        for (mut ypr, yr) in yp.rows_mut().into_iter().zip(y.rows()) {
+            for (o, &v) in yr.iter().enumerate() {
+                ypr[(o % sh.l) * sh.s + o / sh.l] = v;
+            }
+        }
+        yp
+    }
+
+    fn transpose_chunk(
+        &self,
+        y: ArrayView2<T>,
+        mut x: ArrayViewMut2<T>,
+        conj: bool,
+        mid: &[usize],
+        par: Par,
+    ) {
+        let sh = self.shape;
+        let yp = self.gather_output(y);
+        let mut tp = Array2::zeros((y.nrows(), sh.inner()));
+        for j in 0..sh.l {
+            let yj = yp.slice(s![.., j * sh.s..(j + 1) * sh.s]);
+            let w2 = block_gemm::weight(self.w2(), j, sh.s, sh.r);
+            let dst = tp.slice_mut(s![.., j * sh.r..(j + 1) * sh.r]);
+            gemm_conj_par(yj, false, w2, conj, dst, false, par);
+        }
+        let t = permute_cols(tp.view(), mid, true);
+        let mut xp = Array2::zeros((y.nrows(), sh.padded_in()));
+        for a in 0..sh.k {
+            let ta = t.slice(s![.., a * sh.q..(a + 1) * sh.q]);
+            let w1 = block_gemm::weight(self.w1(), a, sh.q, sh.p);
+            let dst = xp.slice_mut(s![.., a * sh.p..(a + 1) * sh.p]);
+            gemm_conj_par(ta, false, w1, conj, dst, false, par);
+        }
+        x.assign(&xp.slice(s![.., ..sh.in_features]));
+    }
+
+    /// Adds the factor gradients of a row chunk into `g1`, `g2` and writes `∂L/∂x` into `dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_chunk(
+        &self,
+        x: ArrayView2<T>,
+        dy: ArrayView2<T>,
+        g1: &mut [T],
+        g2: &mut [T],
+        mut dx: ArrayViewMut2<T>,
+        mid: &[usize],
+        par: Par,
+    ) {
+        let sh = self.shape;
+        let c = T::IS_COMPLEX;
+        let xp = pad_cols(x, sh.padded_in());
+        let tp = self.inner_chunk(xp.view(), mid, par);
+        let dyp = self.gather_output(dy);
+        let mut dtp = Array2::zeros((x.nrows(), sh.inner()));
+        let n2 = sh.s * sh.r;
+        for j in 0..sh.l {
+            let dyj = dyp.slice(s![.., j * sh.s..(j + 1) * sh.s]);
+            let tj = tp.slice(s![.., j * sh.r..(j + 1) * sh.r]);
+            let gw2 = ArrayViewMut2::from_shape((sh.s, sh.r), &mut g2[j * n2..(j + 1) * n2])
+                .expect("layout");
+            gemm_conj_par(dyj.t(), false, tj, c, gw2, true, par);
+            let w2 = block_gemm::weight(self.w2(), j, sh.s, sh.r);
+            let dst = dtp.slice_mut(s![.., j * sh.r..(j + 1) * sh.r]);
+            gemm_conj_par(dyj, false, w2, c, dst, false, par);
+        }
+        let dt = permute_cols(dtp.view(), mid, true);
+        let mut dxp = Array2::zeros((x.nrows(), sh.padded_in()));
+        let n1 = sh.q * sh.p;
+        for a in 0..sh.k {
+            let dta = dt.slice(s![.., a * sh.q..(a + 1) * sh.q]);
+            let xa = xp.slice(s![.., a * sh.p..(a + 1) * sh.p]);
+            let gw1 = ArrayViewMut2::from_shape((sh.q, sh.p), &mut g1[a * n1..(a + 1) * n1])
+                .expect("layout");
+            gemm_conj_par(dta.t(), false, xa, c, gw1, true, par);
+            let w1 = block_gemm::weight(self.w1(), a, sh.q, sh.p);
+            let dst = dxp.slice_mut(s![.., a * sh.p..(a + 1) * sh.p]);
+            gemm_conj_par(dta, false, w1, c, dst, false, par);
+        }
+        dx.assign(&dxp.slice(s![.., ..sh.in_features]));
     }
 
     fn transpose_map(&self, y: ArrayView2<T>, conj: bool) -> Result<Array2<T>> {
         check_cols("y", y.dim(), self.shape.out_features)?;
-        let sh = self.shape;
-        let mut yp = Array2::zeros((y.nrows(), sh.padded_out()));
-        yp.slice_mut(s![.., ..sh.out_features]).assign(&y);
-        let mut t = Array2::zeros((y.nrows(), sh.inner()));
-        block_gemm::transpose(
-            self.f2(),
-            self.w2(),
-            yp.view(),
-            Cols::Interleaved,
-            t.view_mut(),
-            Cols::Interleaved,
-            conj,
-        );
-        let mut x = Array2::zeros((y.nrows(), sh.padded_in()));
-        block_gemm::transpose(
-            self.f1(),
-            self.w1(),
-            t.view(),
-            Cols::Contiguous,
-            x.view_mut(),
-            Cols::Contiguous,
-            conj,
-        );
-        if sh.in_features == sh.padded_in() {
-            Ok(x)
-        } else {
-            Ok(x.slice(s![.., ..sh.in_features]).to_owned())
+        let mut x = Array2::zeros((y.nrows(), self.shape.in_features));
+        let mid = self.mid_positions();
+        for_chunks(y, x.view_mut(), |yc, xc, par| {
+            self.transpose_chunk(yc, xc, conj, &mid, par)
+        });
+        Ok(x)
+    }
+}
+
+/// `dst[:, pos[c]] = src[:, c]` (or the inverse, `dst[:, c] = src[:, pos[c]]`), row by row.
+fn permute_cols<T: Scalar>(src: ArrayView2<T>, pos: &[usize], inverse: bool) -> Array2<T> {
+    let mut dst = Array2::zeros(src.dim());
+    for (mut d, r) in dst.rows_mut().into_iter().zip(src.rows()) {
+        let d = d.as_slice_mut().expect("fresh array");
+        match inverse {
+            false => pos.iter().zip(r.iter()).for_each(|(&p, &v)| d[p] = v),
+            true => d.iter_mut().zip(pos).for_each(|(v, &p)| *v = r[p]),
         }
+    }
+    dst
+}
+
+/// Rows per job: large enough for efficient GEMMs, small enough to keep a job's buffers in
+/// cache and to spread a batch over the threads.
+const CHUNK: usize = 256;
+
+fn pad_cols<T: Scalar>(x: ArrayView2<'_, T>, width: usize) -> CowArray<'_, T, Ix2> {
+    if x.ncols() == width {
+        return x.into();
+    }
+    let mut xp = Array2::zeros((x.nrows(), width));
+    xp.slice_mut(s![.., ..x.ncols()]).assign(&x);
+    xp.into()
+}
+
+/// Run `f` on matching row chunks of `a` and `b`: in parallel (single-threaded GEMMs) when
+/// there are enough chunks, otherwise one chunk at a time with multi-threaded GEMMs.
+fn for_chunks<T: Scalar, F>(a: ArrayView2<T>, mut b: ArrayViewMut2<T>, f: F)
+where
+    F: Fn(ArrayView2<T>, ArrayViewMut2<T>, Par) + Sync,
+{
+    let nchunks = a.nrows().div_ceil(CHUNK);
+    if nchunks >= 2 * rayon::current_num_threads() {
+        a.axis_chunks_iter(Axis(0), CHUNK)
+            .into_par_iter()
+            .zip(b.axis_chunks_iter_mut(Axis(0), CHUNK))
+            .for_each(|(ac, bc)| f(ac, bc, Par::Seq));
+    } else if a.nrows() > 0 {
+        f(a, b.view_mut(), faer::get_global_parallelism());
     }
 }
 
@@ -162,32 +276,10 @@ impl<T: Scalar> LinearMap<T> for Monarch<T> {
     fn out_features(&self) -> usize {
         self.shape.out_features
     }
-    fn apply_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>) -> Result<()> {
+    fn apply_into(&self, x: ArrayView2<T>, y: ArrayViewMut2<T>) -> Result<()> {
         check_apply_shapes_ok(self.in_features(), self.out_features(), &x, &y)?;
-        let sh = self.shape;
-        let t = self.inner(x);
-        if sh.out_features == sh.padded_out() {
-            block_gemm::forward(
-                self.f2(),
-                self.w2(),
-                t.view(),
-                Cols::Interleaved,
-                y.view_mut(),
-                Cols::Interleaved,
-            );
-        } else {
-            let mut yp = Array2::zeros((x.nrows(), sh.padded_out()));
-            block_gemm::forward(
-                self.f2(),
-                self.w2(),
-                t.view(),
-                Cols::Interleaved,
-                yp.view_mut(),
-                Cols::Interleaved,
-            );
-            y.assign(&yp.slice(s![.., ..sh.out_features]));
-        }
-        add_bias(&mut y, self.bias());
+        let mid = self.mid_positions();
+        for_chunks(x, y, |xc, yc, par| self.forward_chunk(xc, yc, &mid, par));
         Ok(())
     }
     fn apply_transpose(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
@@ -224,56 +316,43 @@ impl<T: Scalar> Differentiable<T> for Monarch<T> {
         check_shape("dy", dy.dim(), (x.nrows(), sh.out_features))?;
         check_len("grads", grads.len(), self.params.len())?;
         let (n1, n2) = sh.weight_lens();
-        let (g1, rest) = grads.split_at_mut(n1);
-        let (g2, gb) = rest.split_at_mut(n2);
-        let xp = self.padded_input(x);
-        let t = self.inner(x);
-        let mut dyp = Array2::zeros((x.nrows(), sh.padded_out()));
-        dyp.slice_mut(s![.., ..sh.out_features]).assign(&dy);
-        block_gemm::weight_grad(
-            self.f2(),
-            g2,
-            t.view(),
-            Cols::Interleaved,
-            dyp.view(),
-            Cols::Interleaved,
-        );
-        let mut dt = Array2::zeros((x.nrows(), sh.inner()));
-        block_gemm::transpose(
-            self.f2(),
-            self.w2(),
-            dyp.view(),
-            Cols::Interleaved,
-            dt.view_mut(),
-            Cols::Interleaved,
-            T::IS_COMPLEX,
-        );
-        block_gemm::weight_grad(
-            self.f1(),
-            g1,
-            xp.view(),
-            Cols::Contiguous,
-            dt.view(),
-            Cols::Contiguous,
-        );
-        let mut dx = Array2::zeros((x.nrows(), sh.padded_in()));
-        block_gemm::transpose(
-            self.f1(),
-            self.w1(),
-            dt.view(),
-            Cols::Contiguous,
-            dx.view_mut(),
-            Cols::Contiguous,
-            T::IS_COMPLEX,
-        );
+        let mid = self.mid_positions();
+        let mut dx = Array2::zeros((x.nrows(), sh.in_features));
+        let nchunks = x.nrows().div_ceil(CHUNK);
+        if nchunks >= 2 * rayon::current_num_threads() {
+            let local = x
+                .axis_chunks_iter(Axis(0), CHUNK)
+                .into_par_iter()
+                .zip(dy.axis_chunks_iter(Axis(0), CHUNK))
+                .zip(dx.axis_chunks_iter_mut(Axis(0), CHUNK))
+                .fold(
+                    || vec![T::zero(); n1 + n2],
+                    |mut g, ((xc, dyc), dxc)| {
+                        let (g1, g2) = g.split_at_mut(n1);
+                        self.backward_chunk(xc, dyc, g1, g2, dxc, &mid, Par::Seq);
+                        g
+                    },
+                )
+                .reduce(
+                    || vec![T::zero(); n1 + n2],
+                    |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+                        a
+                    },
+                );
+            grads[..n1 + n2]
+                .iter_mut()
+                .zip(local)
+                .for_each(|(u, v)| *u += v);
+        } else if x.nrows() > 0 {
+            let (g1, rest) = grads.split_at_mut(n1);
+            let par = faer::get_global_parallelism();
+            self.backward_chunk(x, dy, g1, &mut rest[..n2], dx.view_mut(), &mid, par);
+        }
         if self.has_bias {
-            bias_grad(dy, gb);
+            bias_grad(dy, &mut grads[n1 + n2..]);
         }
-        if sh.in_features == sh.padded_in() {
-            Ok(dx)
-        } else {
-            Ok(dx.slice(s![.., ..sh.in_features]).to_owned())
-        }
+        Ok(dx)
     }
     fn params(&self) -> &[T] {
         &self.params

@@ -14,6 +14,9 @@ use rayon::prelude::*;
 /// One slice's factors: for each link `i`, the column of `w2` and the row of `w1`.
 type SliceFactors<T> = Vec<(usize, Vec<T>, Vec<T>)>;
 
+/// A slice's factors and its squared truncation error `Σ_{t ≥ rank} σ_t²`.
+type SliceSolution<T> = (SliceFactors<T>, f64);
+
 impl<T: Scalar> Monarch<T> {
     /// The Monarch matrix of the given geometry nearest to `dense` (shape
     /// `(out_features, in_features)`) in Frobenius norm, and the error `‖dense − M‖_F`.
@@ -35,14 +38,14 @@ impl<T: Scalar> Monarch<T> {
         let pairs: Vec<(usize, usize)> = (0..sh.k)
             .flat_map(|a| (0..sh.l).map(move |j| (a, j)))
             .collect();
-        let solved: Vec<SliceFactors<T>> = pairs
+        let solved: Vec<SliceSolution<T>> = pairs
             .par_iter()
             .map(|&(a, j)| project_slice(dense, sh, a, j))
             .collect::<Result<_>>()?;
         let (n1, n2) = sh.weight_lens();
         let mut w1 = vec![T::zero(); n1];
         let mut w2 = vec![T::zero(); n2];
-        for (&(a, j), factors) in pairs.iter().zip(&solved) {
+        for (&(a, j), (factors, _)) in pairs.iter().zip(&solved) {
             for (t, col2, row1) in factors {
                 let (tr, tq) = (t / sh.l, t - a * sh.q);
                 for (i, &v) in col2.iter().enumerate() {
@@ -52,12 +55,16 @@ impl<T: Scalar> Monarch<T> {
             }
         }
         let m = Self::from_factors(sh, w1, w2, None)?;
-        let approx = m.to_dense();
-        let err2: f64 = approx
-            .iter()
-            .zip(dense.iter())
-            .map(|(x, y)| (*x - *y).modulus_sqr().to_f64())
-            .sum();
+        let err2: f64 = if sh.in_features == sh.padded_in() && sh.out_features == sh.padded_out() {
+            // The slices partition the matrix, so the error is the sum of their SVD tails.
+            solved.iter().map(|(_, tail)| tail).sum()
+        } else {
+            m.to_dense()
+                .iter()
+                .zip(dense.iter())
+                .map(|(x, y)| (*x - *y).modulus_sqr().to_f64())
+                .sum()
+        };
         Ok((m, err2.sqrt()))
     }
 }
@@ -68,11 +75,8 @@ fn project_slice<T: Scalar>(
     sh: MonarchShape,
     a: usize,
     j: usize,
-) -> Result<SliceFactors<T>> {
+) -> Result<SliceSolution<T>> {
     let links: Vec<usize> = sh.links(a, j).collect();
-    if links.is_empty() {
-        return Ok(Vec::new());
-    }
     let (rows, cols) = dense.dim();
     let slice = Array2::from_shape_fn((sh.s, sh.p), |(i, b)| {
         let (r, c) = (i * sh.l + j, a * sh.p + b);
@@ -84,12 +88,14 @@ fn project_slice<T: Scalar>(
     });
     let (u, sigma, v) = T::thin_svd(crate::dense::faer_ref(slice.view()))?;
     let rank = links.len().min(sigma.len());
-    Ok((0..rank)
+    let tail = sigma[rank..].iter().map(|v| v.to_f64().powi(2)).sum();
+    let factors = (0..rank)
         .map(|t| {
             let sq = Float::sqrt(sigma[t]);
             let col2 = (0..sh.s).map(|i| u[(i, t)].scale_real(sq)).collect();
             let row1 = (0..sh.p).map(|b| v[(b, t)].conj().scale_real(sq)).collect();
             (links[t], col2, row1)
         })
-        .collect())
+        .collect();
+    Ok((factors, tail))
 }
