@@ -288,34 +288,3 @@ impl<T: Scalar> Butterfly<T> {
         }
     }
 }
-
-/// A boxed map is the map it holds, so `Kronecker<BoxedMap<T>, BoxedMap<T>>` works.
-impl<T: Scalar, M: LinearMap<T> + ?Sized> LinearMap<T> for Box<M> {
-    fn in_features(&self) -> usize {
-        (**self).in_features()
-    }
-    fn out_features(&self) -> usize {
-        (**self).out_features()
-    }
-    fn apply_into(&self, x: ArrayView2<T>, y: ArrayViewMut2<T>) -> Result<()> {
-        (**self).apply_into(x, y)
-    }
-    fn apply(&self, x: ArrayView2<T>) -> Result<Array2<T>> {
-        (**self).apply(x)
-    }
-    fn apply_transpose(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
-        (**self).apply_transpose(y)
-    }
-    fn apply_adjoint(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
-        (**self).apply_adjoint(y)
-    }
-    fn to_dense(&self) -> Array2<T> {
-        (**self).to_dense()
-    }
-    fn num_params(&self) -> usize {
-        (**self).num_params()
-    }
-    fn flops_per_row(&self) -> usize {
-        (**self).flops_per_row()
-    }
-}

@@ -3,7 +3,7 @@
 //!
 //! | transform | constructor | returns |
 //! |---|---|---|
-//! | DFT / inverse DFT | [`Butterfly::fft`], [`Butterfly::ifft`] | one butterfly block and a bit-reversal |
+//! | DFT / inverse DFT | [`Butterfly::fft`](crate::Butterfly::fft), [`Butterfly::ifft`](crate::Butterfly::ifft) | one butterfly block and a bit-reversal |
 //! | DCT II/III/IV, DST II/III/IV (scipy's conventions) | [`Butterfly::dct`](crate::Butterfly::dct), [`Butterfly::dst`](crate::Butterfly::dst) (and `_orthonormal`) | [`RealPart`](crate::butterfly::RealPart) of one complex butterfly block with fixed permutations ([`dct_butterfly`], [`dst_butterfly`]) |
 //! | discrete Hartley | [`Butterfly::hartley`](crate::Butterfly::hartley) (and `_orthonormal`) | [`RealPart`](crate::butterfly::RealPart) of `(1 + i)·F` as one complex block ([`hartley_butterfly`]) |
 //! | Hadamard (Sylvester) | [`Butterfly::hadamard`](crate::Butterfly::hadamard), [`Butterfly::hadamard_orthonormal`](crate::Butterfly::hadamard_orthonormal) | one real block of `[[1, 1], [1, −1]]` |
