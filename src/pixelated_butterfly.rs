@@ -8,7 +8,7 @@ use crate::error::{check_shape, Error, Result};
 use crate::linear_map::{Differentiable, LinearMap};
 use crate::low_rank::{lr_backward, lr_forward, lr_transpose};
 use crate::monarch::{add_bias, bias_grad, uniform};
-use crate::scalar::Scalar;
+use crate::scalar::{RealScalar, Scalar};
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use rand::Rng;
 
@@ -309,5 +309,66 @@ impl<T: Scalar> Differentiable<T> for PixelatedButterfly<T> {
     }
     fn params_mut(&mut self) -> &mut [T] {
         &mut self.params
+    }
+}
+
+impl<T: Scalar> PixelatedButterfly<T> {
+    /// Approximate `dense` (shape `(out, in)`) by a Pixelated Butterfly by alternating
+    /// projections: `S ← P_Ω(dense − L)` (keep the flat-butterfly support `Ω`), then
+    /// `L ← SVD_r(dense − S)` (Eckart–Young), `iterations` times. Each step can only lower
+    /// `‖dense − S − L‖_F`, which is returned with the map (a local optimum, not a global one).
+    pub fn project(
+        dense: ArrayView2<T>,
+        config: PixelflyConfig,
+        iterations: usize,
+    ) -> Result<(Self, f64)> {
+        let (out, inp) = dense.dim();
+        let cfg = PixelflyConfig {
+            bias: false,
+            ..config
+        };
+        let (in_blk, out_blk, pattern) = Self::geometry(inp, out, cfg)?;
+        let mask = Array2::from_shape_fn((out, inp), |(i, j)| {
+            pattern[i / out_blk].binary_search(&(j / in_blk)).is_ok()
+        });
+        let mut low = Array2::<T>::zeros((out, inp));
+        let mut sparse = Array2::<T>::zeros((out, inp));
+        let mut factors = (
+            Array2::zeros((out, cfg.rank)),
+            Array2::zeros((inp, cfg.rank)),
+        );
+        for _ in 0..iterations.max(1) {
+            ndarray::Zip::from(&mut sparse)
+                .and(&dense)
+                .and(&low)
+                .and(&mask)
+                .for_each(|s, &d, &l, &m| *s = if m { d - l } else { T::zero() });
+            if cfg.rank == 0 {
+                break;
+            }
+            let residual = &dense - &sparse;
+            let (lr, _) = crate::low_rank::LowRank::project(residual.view(), cfg.rank)?;
+            factors = (lr.u().to_owned(), lr.v().to_owned());
+            low = lr.to_dense();
+        }
+        let mut params = Vec::new();
+        for (i, cols) in pattern.iter().enumerate() {
+            for &j in cols {
+                let blk = sparse.slice(s![
+                    i * out_blk..(i + 1) * out_blk,
+                    j * in_blk..(j + 1) * in_blk
+                ]);
+                params.extend(blk.iter().copied());
+            }
+        }
+        params.extend(factors.0.iter().copied());
+        params.extend(factors.1.iter().copied());
+        let err2: f64 = ndarray::Zip::from(&dense)
+            .and(&sparse)
+            .and(&low)
+            .fold(0.0, |acc, &d, &s, &l| {
+                acc + (d - s - l).modulus_sqr().to_f64()
+            });
+        Ok((Self::from_params(inp, out, cfg, params)?, err2.sqrt()))
     }
 }
