@@ -46,7 +46,7 @@ impl MonarchShape {
     pub fn square(n: usize, nblocks: usize) -> Result<Self> {
         check_nonzero("n", n)?;
         check_nonzero("nblocks", nblocks)?;
-        if n % nblocks != 0 {
+        if !n.is_multiple_of(nblocks) {
             return Err(Error::InvalidArgument {
                 what: "nblocks",
                 message: format!("{nblocks} does not divide n = {n}"),

@@ -228,7 +228,7 @@ fn plan(n: usize, t: Trig, orthonormal: bool) -> Result<Plan> {
     for (r, &j) in mak.iter().enumerate() {
         mak_inv[j] = r;
     }
-    let sign = |j: usize| C64::new(if j % 2 == 0 { 1.0 } else { -1.0 }, 0.0);
+    let sign = |j: usize| C64::new(if j.is_multiple_of(2) { 1.0 } else { -1.0 }, 0.0);
     // DCT-II = Re(diag(2e^{−iπk/2n})·F·P_mak); its orthonormal row scales.
     let o2 = |k: usize| match (orthonormal, k) {
         (false, _) => 1.0,
