@@ -1,5 +1,5 @@
 //! Quick timings of the butterfly multiply against its baselines (faer dense GEMM, rustfft),
-//! without criterion: the median of a few repetitions per case, printed as a table.
+//! without criterion: the fastest (or median) of a few repetitions per case, printed as a table.
 //!
 //! ```text
 //! cargo run --release --example bench_butterfly -- [--n 256,1024,4096] [--batch 256]
@@ -58,18 +58,29 @@ fn parse_args() -> Args {
     a
 }
 
-/// Median wall time of `reps` calls after one warm-up call.
-fn median_time(reps: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut t: Vec<Duration> = (0..reps.max(1))
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed()
-        })
-        .collect();
+/// Statistic of the repeated timings: the minimum is the least disturbed by other processes on
+/// a shared machine, the median the more typical (`KALEIDOSCOPE_STAT=median`).
+fn pick(mut t: Vec<Duration>) -> Duration {
     t.sort();
-    t[t.len() / 2]
+    if std::env::var("KALEIDOSCOPE_STAT").is_ok_and(|v| v == "median") {
+        t[t.len() / 2]
+    } else {
+        t[0]
+    }
+}
+
+/// Wall time of `reps` calls after one warm-up call (see [`pick`]).
+fn timed(reps: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    pick(
+        (0..reps.max(1))
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn us(d: Duration) -> f64 {
@@ -91,7 +102,7 @@ fn butterfly_vs_dense<T: Scalar>(a: &Args, pool: &rayon::ThreadPool) {
         let x = Array2::from_shape_simple_fn((a.batch, n), || T::randn(&mut rng, 1.0));
         let mut y = Array2::<T>::zeros((a.batch, n));
         let tb = pool.install(|| {
-            median_time(a.reps, || {
+            timed(a.reps, || {
                 b.apply_into(x.view(), y.view_mut()).expect("apply");
             })
         });
@@ -106,12 +117,12 @@ fn butterfly_vs_dense<T: Scalar>(a: &Args, pool: &rayon::ThreadPool) {
             };
             let reps = if n >= 4096 { 3 } else { a.reps };
             Some(pool.install(|| {
-                median_time(reps, || {
+                timed(reps, || {
                     let ys = y.as_slice_mut().expect("contiguous");
                     let lhs = faer::MatRef::from_row_major_slice(xs, a.batch, n);
                     let rhs = faer::MatRef::from_row_major_slice(ws, n, n).transpose();
                     let dst = faer::MatMut::from_row_major_slice_mut(ys, a.batch, n);
-                    T::gemm(dst, lhs, rhs, false, par);
+                    T::gemm(dst, lhs, false, rhs, false, false, par);
                 })
             }))
         } else {
@@ -155,7 +166,7 @@ fn fft_vs_rustfft(a: &Args) {
     let x = Array2::from_shape_simple_fn((a.batch, n), || C32::randn(&mut rng, 1.0));
     let mut y = Array2::<C32>::zeros((a.batch, n));
     let tb = pool.install(|| {
-        median_time(a.reps, || {
+        timed(a.reps, || {
             b.apply_into(x.view(), y.view_mut()).expect("apply");
         })
     });
@@ -163,17 +174,17 @@ fn fft_vs_rustfft(a: &Args) {
     let mut buf = x.as_slice().expect("contiguous").to_vec();
     let mut scratch = vec![C32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
     // Each repetition transforms a fresh copy of x; the copy is not timed.
-    let mut times: Vec<Duration> = (0..a.reps.max(1) + 1)
-        .map(|_| {
-            buf.copy_from_slice(x.as_slice().expect("contiguous"));
-            let s = Instant::now();
-            fft.process_with_scratch(&mut buf, &mut scratch);
-            s.elapsed()
-        })
-        .skip(1)
-        .collect();
-    times.sort();
-    let tr = times[times.len() / 2];
+    let tr = pick(
+        (0..a.reps.max(1) + 1)
+            .map(|_| {
+                buf.copy_from_slice(x.as_slice().expect("contiguous"));
+                let s = Instant::now();
+                fft.process_with_scratch(&mut buf, &mut scratch);
+                s.elapsed()
+            })
+            .skip(1)
+            .collect(),
+    );
     println!(
         "{:>6} {:>6} {:>18.1} {:>12.1} {:>6.2}×",
         n,

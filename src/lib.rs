@@ -29,6 +29,7 @@
 pub mod butterfly;
 pub mod dense;
 pub mod error;
+pub mod ldr;
 pub mod linear_map;
 pub mod low_rank;
 pub mod monarch;
@@ -40,6 +41,7 @@ pub use butterfly::Kronecker;
 pub use butterfly::{Butterfly, ButterflyConfig, Diagonal, Init, Permutation};
 pub use dense::Dense;
 pub use error::{Error, Result};
+pub use ldr::{Ldr, LdrClass, LdrConfig};
 pub use linear_map::{Differentiable, LinearMap};
 pub use low_rank::LowRank;
 pub use monarch::{BlockDiagonal, Monarch, MonarchShape};

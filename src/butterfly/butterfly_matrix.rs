@@ -1,7 +1,7 @@
 //! [`Butterfly`]: a product of butterfly factors, the Kaleidoscope hierarchy when `nblocks > 1`.
 
 use super::init::{fill_block, Init};
-use super::kernel::{self, Level, Mode, LANES};
+use super::kernel::{self, Buf, Level, Mode, LANES};
 use super::permutation::Permutation;
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};
 use crate::error::{Error, Result};
@@ -109,7 +109,7 @@ impl<T: Scalar> Butterfly<T> {
         let mut params = vec![T::zero(); tw_len];
         for (i, block) in params.chunks_exact_mut(block_len.max(1)).enumerate() {
             let b = i % config.nblocks;
-            let increasing = (b % 2 == 0) == config.increasing_stride;
+            let increasing = b.is_multiple_of(2) == config.increasing_stride;
             fill_block(config.init, b == 0, increasing, n, block, rng)?;
         }
         if config.bias {
@@ -201,7 +201,7 @@ impl<T: Scalar> Butterfly<T> {
     }
     /// Whether block `b` has increasing stride (blocks alternate).
     pub fn block_increasing(&self, b: usize) -> bool {
-        (b % 2 == 0) == self.increasing_stride
+        b.is_multiple_of(2) == self.increasing_stride
     }
     /// The stride of level `l` of block `b`.
     pub fn level_stride(&self, b: usize, l: usize) -> usize {
@@ -288,7 +288,11 @@ impl<T: Scalar> Butterfly<T> {
             None => (0..self.n).collect(),
             Some(q) => q.as_slice().to_vec(),
         };
-        LaneMaps { input, output }
+        LaneMaps {
+            input,
+            output,
+            plain: (0..self.in_features).collect(),
+        }
     }
 
     /// Output columns `start..end` written by stack `stack`.
@@ -297,15 +301,16 @@ impl<T: Scalar> Butterfly<T> {
         (start, (start + self.n).min(self.out_features))
     }
 
-    /// Load a tile of input rows into lanes: lane `k` of lane row `i` is `pad(x_k)[P[i]]`.
-    fn load_input(&self, x: ArrayView2<T>, w: &mut [T::Real], maps: &LaneMaps) {
+    /// Load a tile of input rows into lanes: lane `k` of lane row `i` is `pad(x_k)[P[i]]`, or
+    /// `pad(x_k)[i]` when `permute` is false.
+    fn load_input(&self, x: ArrayView2<T>, w: &mut [T::Real], maps: &LaneMaps, permute: bool) {
         if x.nrows() < LANES || self.in_features < self.n {
             fill_zero(w);
         }
         let xs = x.as_standard_layout();
         let data = xs.as_slice().expect("standard layout");
         let rows: Vec<&[T]> = data.chunks_exact(self.in_features).collect();
-        kernel::gather(&rows, &maps.input, w);
+        kernel::gather(&rows, if permute { &maps.input } else { &maps.plain }, w);
     }
 
     /// Scatter lanes back to input coordinates (the transpose of `load_input`).
@@ -356,25 +361,29 @@ impl<T: Scalar> Butterfly<T> {
     fn forward_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>, bias: bool) {
         let n = self.n;
         let maps = self.lane_maps();
-        let stacks: Vec<_> = (0..self.nstacks).map(|s| self.stack_levels(s)).collect();
-        let job = |(input, work): &mut (Vec<T::Real>, Vec<T::Real>),
+        let stacks: Vec<_> = (0..self.nstacks)
+            .map(|s| kernel::prepare(&self.stack_levels(s), n, Mode::Forward))
+            .collect();
+        // In place when the input needs no permutation and feeds one stack; otherwise the
+        // kernel fills its work tile from the loaded input, permuting on the way.
+        let in_place = self.nstacks == 1 && self.in_perm.is_none();
+        let perm = self.in_perm.as_ref().map(|p| p.as_slice());
+        let job = |(input, work): &mut (Buf<T::Real>, Buf<T::Real>),
                    (t, mut yt): (usize, ArrayViewMut2<T>)| {
             let xt = x.slice(s![t * LANES..t * LANES + yt.nrows(), ..]);
-            if self.nstacks == 1 {
-                self.load_input(xt, work, &maps);
+            if in_place {
+                self.load_input(xt, work, &maps, false);
             } else {
-                self.load_input(xt, input, &maps);
+                self.load_input(xt, input, &maps, false);
             }
             for (s, levels) in stacks.iter().enumerate() {
-                if self.nstacks > 1 {
-                    work.copy_from_slice(input);
-                }
-                kernel::run_levels(work, levels, Mode::Forward);
+                let src = (!in_place).then_some(kernel::Source { tile: input, perm });
+                kernel::run_levels::<T>(work, src, levels);
                 self.store_output(work, s, &mut yt, bias, &maps);
             }
         };
         let init = || {
-            let spare = if self.nstacks > 1 { n } else { 0 };
+            let spare = if in_place { 0 } else { n };
             (tile::<T>(spare), tile::<T>(n))
         };
         if x.nrows() <= LANES {
@@ -392,16 +401,19 @@ impl<T: Scalar> Butterfly<T> {
     fn transpose_into(&self, y: ArrayView2<T>, mut x: ArrayViewMut2<T>, mode: Mode) {
         let n = self.n;
         let maps = self.lane_maps();
-        let stacks: Vec<Vec<_>> = (0..self.nstacks)
-            .map(|s| self.stack_levels(s).into_iter().rev().collect())
+        let stacks: Vec<_> = (0..self.nstacks)
+            .map(|s| {
+                let rev: Vec<_> = self.stack_levels(s).into_iter().rev().collect();
+                kernel::prepare(&rev, n, mode)
+            })
             .collect();
-        let job = |(acc, work): &mut (Vec<T::Real>, Vec<T::Real>),
+        let job = |(acc, work): &mut (Buf<T::Real>, Buf<T::Real>),
                    (t, xt): (usize, ArrayViewMut2<T>)| {
             let yt = y.slice(s![t * LANES..t * LANES + xt.nrows(), ..]);
             for (s, levels) in stacks.iter().enumerate() {
                 let target = if s == 0 { &mut *acc } else { &mut *work };
                 self.load_output_transpose(yt, s, target, &maps);
-                kernel::run_levels(target, levels, mode);
+                kernel::run_levels::<T>(target, None, levels);
                 if s > 0 {
                     add_lanes(acc, work);
                 }
@@ -437,6 +449,8 @@ impl<T: Scalar> Butterfly<T> {
 struct LaneMaps {
     input: Vec<usize>,
     output: Vec<usize>,
+    /// Input column `j` to lane row `j` (the input permutation left to the kernel).
+    plain: Vec<usize>,
 }
 
 /// Run `f` on the rows of `y` as slices, through a contiguous copy when a row is strided.
@@ -460,9 +474,10 @@ fn write_rows<T: Scalar>(mut y: ArrayViewMut2<T>, f: impl FnOnce(&mut [&mut [T]]
     }
 }
 
-/// A zeroed tile of `n` lane rows.
-fn tile<T: Scalar>(n: usize) -> Vec<T::Real> {
-    vec![<T::Real as num_traits::Zero>::zero(); n * kernel::width::<T>()]
+/// A tile of `n` lane rows from the per-thread pool (contents unspecified: every user writes
+/// or zeroes what it reads).
+fn tile<T: Scalar>(n: usize) -> Buf<T::Real> {
+    Buf::take(n * kernel::width::<T>())
 }
 
 fn fill_zero<R: RealScalar>(w: &mut [R]) {
@@ -529,14 +544,18 @@ impl<T: Scalar> Differentiable<T> for Butterfly<T> {
         let stack_len = nlev * n / 2 * 4;
         let tw_len = self.twiddle_len();
         let stacks: Vec<_> = (0..self.nstacks).map(|s| self.stack_levels(s)).collect();
+        let preps: Vec<_> = stacks
+            .iter()
+            .map(|l| kernel::prepare(l, n, Mode::Forward))
+            .collect();
         let maps = self.lane_maps();
         let mut dx = Array2::zeros((x.nrows(), self.in_features));
         struct Ws<T: Scalar> {
-            input: Vec<T::Real>,
-            work: Vec<T::Real>,
-            g: Vec<T::Real>,
-            acc: Vec<T::Real>,
-            acts: Vec<T::Real>,
+            input: Buf<T::Real>,
+            work: Buf<T::Real>,
+            g: Buf<T::Real>,
+            acc: Buf<T::Real>,
+            acts: Buf<T::Real>,
             grads: Vec<T>,
         }
         let init = || Ws::<T> {
@@ -551,13 +570,14 @@ impl<T: Scalar> Differentiable<T> for Butterfly<T> {
             let rows = t * LANES..t * LANES + dxt.nrows();
             let xt = x.slice(s![rows.clone(), ..]);
             let dyt = dy.slice(s![rows, ..]);
-            self.load_input(xt, &mut ws.input, &maps);
+            self.load_input(xt, &mut ws.input, &maps, true);
             fill_zero(&mut ws.acc);
             for (s, levels) in stacks.iter().enumerate() {
                 ws.work.copy_from_slice(&ws.input);
                 self.load_output_transpose(dyt, s, &mut ws.g, &maps);
                 let dtw = &mut ws.grads[s * stack_len..(s + 1) * stack_len];
-                kernel::forward_backward(&mut ws.work, &mut ws.acts, &mut ws.g, levels, dtw);
+                let (w, a, g) = (&mut ws.work, &mut ws.acts, &mut ws.g);
+                kernel::forward_backward(w, a, g, &preps[s], levels, dtw);
                 add_lanes(&mut ws.acc, &ws.g);
             }
             self.store_input_transpose(&ws.acc, dxt, &maps);
@@ -809,7 +829,11 @@ mod tests {
             .zip(&dir)
             .map(|(g, d)| (g.to_c64().conj() * d.to_c64()).re)
             .sum();
-        assert!((fd - an).abs() < 1e-6 * an.abs().max(1.0), "{}: fd {fd} vs {an}", T::NAME);
+        assert!(
+            (fd - an).abs() < 1e-6 * an.abs().max(1.0),
+            "{}: fd {fd} vs {an}",
+            T::NAME
+        );
     }
 
     #[test]

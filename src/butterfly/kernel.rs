@@ -22,7 +22,7 @@ mod transpose;
 pub(crate) use transpose::{gather, scatter};
 
 /// Rows of a batch processed together (the lane count of the work buffer).
-pub(crate) const LANES: usize = 16;
+pub(crate) const LANES: usize = 32;
 
 /// Reals in one lane row: `LANES` for real scalars, `2·LANES` (real parts, then imaginary
 /// parts) for complex ones.
@@ -34,9 +34,70 @@ pub(crate) const fn width<T: Scalar>() -> usize {
     }
 }
 
-/// Bytes of a group's working set during a fused pass (half of a typical 48–64 KiB L1d, so
-/// that the streamed twiddles and the other hyperthread's data fit beside it).
-const L1_BUDGET: usize = 32 * 1024;
+/// Bytes of a group's working set during a fused pass: about L1d, rounded to lane rows by a
+/// power of two (on a Zen 5 with 48 KiB L1d, 64 KiB measured faster than 16 and 32 KiB for
+/// n ≥ 4096 and no slower below: fewer passes over L2 outweigh some L1 misses).
+const L1_BUDGET: usize = 64 * 1024;
+
+/// A buffer of reals taken from a per-thread pool and returned to it when dropped, so that
+/// repeated calls reuse warm memory instead of faulting in fresh pages for every tile. Its
+/// contents start unspecified (zero when newly allocated).
+pub(crate) struct Buf<R: RealScalar> {
+    v: Vec<R>,
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread.
+const POOL_SIZE: usize = 8;
+
+impl<R: RealScalar> Buf<R> {
+    /// A buffer of `len` reals.
+    pub(crate) fn take(len: usize) -> Self {
+        let found = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().position(|b| {
+                b.downcast_ref::<Vec<R>>()
+                    .is_some_and(|v| v.capacity() >= len)
+            })?;
+            p.swap_remove(i).downcast::<Vec<R>>().ok()
+        });
+        let mut v = found.map_or_else(Vec::new, |b| *b);
+        v.resize(len, R::zero());
+        Self { v }
+    }
+}
+
+impl<R: RealScalar> Drop for Buf<R> {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.v);
+        if v.capacity() > 0 {
+            // A thread being torn down has no pool left; the buffer is then simply freed.
+            let _ = POOL.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL_SIZE {
+                    p.push(Box::new(v));
+                }
+            });
+        }
+    }
+}
+
+impl<R: RealScalar> std::ops::Deref for Buf<R> {
+    type Target = [R];
+    fn deref(&self) -> &[R] {
+        &self.v
+    }
+}
+
+impl<R: RealScalar> std::ops::DerefMut for Buf<R> {
+    fn deref_mut(&mut self) -> &mut [R] {
+        &mut self.v
+    }
+}
 
 /// Value of lane `k` of lane row `i`.
 #[inline(always)]
@@ -83,12 +144,101 @@ impl<T> Clone for Level<'_, T> {
 
 impl<T> Copy for Level<'_, T> {}
 
-impl<'a, T> Level<'a, T> {
-    /// The blocks of the `count` pairs starting with the one whose first row is `a`.
+/// Index of the pair whose first row is `a` in a level of stride `s` (a power of two):
+/// `⌊a / 2s⌋·s + a mod s`.
+#[inline(always)]
+fn pair_index(a: usize, s: usize) -> usize {
+    ((a >> 1) & !(s - 1)) | (a & (s - 1))
+}
+
+/// Reals per pair in a prepared level: the four block entries, as `(re, im)` for complex
+/// scalars. (A three-multiplication complex product, `k = cr(xr + xi)`,
+/// `c·x = (k − xi(cr + ci)) + i(k + xr(ci − cr))`, was measured slower here: the FMA units are
+/// not the bottleneck, the extra coefficient loads are.)
+const fn coefs(complex: bool) -> usize {
+    if complex {
+        8
+    } else {
+        4
+    }
+}
+
+/// The levels of a map with their blocks in the form the kernel reads: the mode applied once
+/// per call instead of once per tile, complex entries in the three-multiplication form.
+pub(crate) struct Prepared<R: RealScalar> {
+    strides: Vec<usize>,
+    coef: Buf<R>,
+    per_level: usize,
+}
+
+/// Prepare `levels` (of a size-`n` butterfly) for [`run_levels`] with `mode` blocks.
+pub(crate) fn prepare<T: Scalar>(
+    levels: &[Level<'_, T>],
+    n: usize,
+    mode: Mode,
+) -> Prepared<T::Real> {
+    let e = coefs(T::IS_COMPLEX);
+    let per_level = n / 2 * e;
+    let mut coef = Buf::take(per_level * levels.len());
+    let out = coef.chunks_exact_mut(e);
+    for (t, o) in levels.iter().flat_map(|lv| lv.tw.chunks_exact(4)).zip(out) {
+        let c = match mode {
+            Mode::Forward => [t[0], t[1], t[2], t[3]],
+            Mode::Transpose => [t[0], t[2], t[1], t[3]],
+            Mode::Adjoint => [t[0].conj(), t[2].conj(), t[1].conj(), t[3].conj()],
+        };
+        if T::IS_COMPLEX {
+            for (o, z) in o.chunks_exact_mut(2).zip(c) {
+                o[0] = z.re();
+                o[1] = z.im();
+            }
+        } else {
+            for (o, z) in o.iter_mut().zip(c) {
+                *o = z.re();
+            }
+        }
+    }
+    Prepared {
+        strides: levels.iter().map(|l| l.stride).collect(),
+        coef,
+        per_level,
+    }
+}
+
+impl<R: RealScalar> Prepared<R> {
+    fn level(&self, l: usize) -> PLevel<'_, R> {
+        PLevel {
+            stride: self.strides[l],
+            coef: &self.coef[l * self.per_level..(l + 1) * self.per_level],
+        }
+    }
+
+    fn levels(&self) -> Vec<PLevel<'_, R>> {
+        (0..self.strides.len()).map(|l| self.level(l)).collect()
+    }
+}
+
+/// One prepared level.
+struct PLevel<'a, R> {
+    stride: usize,
+    coef: &'a [R],
+}
+
+impl<R> Clone for PLevel<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for PLevel<'_, R> {}
+
+impl<'a, R> PLevel<'a, R> {
+    /// The prepared blocks of the `count` pairs starting with the one whose first row is `a`.
     #[inline(always)]
-    fn run(self, a: usize, count: usize) -> &'a [T] {
+    fn run<const C: bool>(self, a: usize, count: usize) -> &'a [R] {
+        let e = coefs(C);
         let i = pair_index(a, self.stride);
-        &self.tw[4 * i..4 * (i + count)]
+        &self.coef[e * i..e * (i + count)]
     }
 }
 
@@ -114,8 +264,15 @@ impl MulAdd for Unfused {
     }
 }
 
+// The lane arithmetic below is written as whole-lane-row operations with trivial loops, which
+// the compiler turns into one vector instruction each; every helper must be inlined into the
+// `#[target_feature]` entry points (a call that is not would run without FMA).
+
 /// The lanes of one lane row (or of its real or imaginary half).
 type Lanes<R> = [R; LANES];
+
+/// Split complex lanes: real parts, imaginary parts.
+type CLanes<R> = (Lanes<R>, Lanes<R>);
 
 /// `s·x` lane by lane.
 #[inline(always)]
@@ -138,51 +295,42 @@ fn lfma<R: RealScalar, A: MulAdd>(s: R, x: &Lanes<R>, mut acc: Lanes<R>) -> Lane
 
 /// `(c0 a + c1 b, c2 a + c3 b)` on real lanes.
 #[inline(always)]
-fn bf_real<R: RealScalar, A: MulAdd>(
-    c: [R; 4],
-    a: &Lanes<R>,
-    b: &Lanes<R>,
-) -> (Lanes<R>, Lanes<R>) {
+fn bf_real<R: RealScalar, A: MulAdd>(c: &[R], a: &Lanes<R>, b: &Lanes<R>) -> (Lanes<R>, Lanes<R>) {
     (
         lfma::<R, A>(c[0], a, lmul(c[1], b)),
         lfma::<R, A>(c[2], a, lmul(c[3], b)),
     )
 }
 
-/// Split complex lanes: real parts, imaginary parts.
-type CLanes<R> = (Lanes<R>, Lanes<R>);
-
-/// `u·a + v·b` on split complex lanes, `u = (re, im)`.
-#[inline(always)]
-fn cdot<R: RealScalar, A: MulAdd>(u: (R, R), v: (R, R), a: &CLanes<R>, b: &CLanes<R>) -> CLanes<R> {
-    let re = lmul(u.0, &a.0);
-    let re = lfma::<R, A>(-u.1, &a.1, re);
-    let re = lfma::<R, A>(v.0, &b.0, re);
-    let re = lfma::<R, A>(-v.1, &b.1, re);
-    let im = lmul(u.0, &a.1);
-    let im = lfma::<R, A>(u.1, &a.0, im);
-    let im = lfma::<R, A>(v.0, &b.1, im);
-    let im = lfma::<R, A>(v.1, &b.0, im);
-    (re, im)
-}
-
-/// `(c0 a + c1 b, c2 a + c3 b)` on split complex lanes.
+/// `(c0 a + c1 b, c2 a + c3 b)` on split complex lanes, `c = [c0r, c0i, …, c3r, c3i]`.
 #[inline(always)]
 fn bf_complex<R: RealScalar, A: MulAdd>(
-    c: [(R, R); 4],
+    c: &[R],
     a: &CLanes<R>,
     b: &CLanes<R>,
 ) -> (CLanes<R>, CLanes<R>) {
-    (cdot::<R, A>(c[0], c[1], a, b), cdot::<R, A>(c[2], c[3], a, b))
+    (cdot::<R, A>(&c[..4], a, b), cdot::<R, A>(&c[4..8], a, b))
 }
 
-/// The lanes of a real lane row.
+/// `u·a + v·b` on split complex lanes, `c = [ur, ui, vr, vi]`.
+#[inline(always)]
+fn cdot<R: RealScalar, A: MulAdd>(c: &[R], a: &CLanes<R>, b: &CLanes<R>) -> CLanes<R> {
+    let re = lmul(c[0], &a.0);
+    let re = lfma::<R, A>(-c[1], &a.1, re);
+    let re = lfma::<R, A>(c[2], &b.0, re);
+    let re = lfma::<R, A>(-c[3], &b.1, re);
+    let im = lmul(c[0], &a.1);
+    let im = lfma::<R, A>(c[1], &a.0, im);
+    let im = lfma::<R, A>(c[2], &b.1, im);
+    let im = lfma::<R, A>(c[3], &b.0, im);
+    (re, im)
+}
+
 #[inline(always)]
 fn load_real<R: RealScalar>(x: &[R]) -> Lanes<R> {
     x.try_into().expect("lane row")
 }
 
-/// The split lanes of a complex lane row.
 #[inline(always)]
 fn load_complex<R: RealScalar>(x: &[R]) -> CLanes<R> {
     let (re, im) = x.split_at(LANES);
@@ -204,132 +352,86 @@ fn store_complex<R: RealScalar>(x: &mut [R], v: &CLanes<R>) {
     im.copy_from_slice(&v.1);
 }
 
-/// Apply the 2×2 blocks `f(tw[4j..4j+4])` to the `count` lane-row pairs `(ra + j, rb + j)`.
+/// The prepared blocks `coef` on the `count` lane-row pairs `(ra + j, rb + j)`.
 #[inline(always)]
-fn pairs<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
-    w: &mut [T::Real],
+fn pairs<R: RealScalar, const C: bool, A: MulAdd>(
+    w: &mut [R],
     ra: usize,
     rb: usize,
     count: usize,
-    tw: &[T],
-    f: &F,
+    coef: &[R],
 ) {
-    let wd = width::<T>();
+    let wd = if C { 2 * LANES } else { LANES };
+    let e = coefs(C);
     let (lo, hi) = w.split_at_mut(rb * wd);
     let a = &mut lo[ra * wd..(ra + count) * wd];
     let b = &mut hi[..count * wd];
-    for ((a, b), t) in a
+    for ((a, b), c) in a
         .chunks_exact_mut(wd)
         .zip(b.chunks_exact_mut(wd))
-        .zip(tw.chunks_exact(4))
+        .zip(coef.chunks_exact(e))
     {
-        let c = f(t);
-        if T::IS_COMPLEX {
-            let (ya, yb) = bf_complex::<T::Real, A>(block_c(c), &load_complex(a), &load_complex(b));
+        if C {
+            let (ya, yb) = bf_complex::<R, A>(c, &load_complex(a), &load_complex(b));
             store_complex(a, &ya);
             store_complex(b, &yb);
         } else {
-            let (ya, yb) = bf_real::<T::Real, A>(block_re(c), &load_real(a), &load_real(b));
+            let (ya, yb) = bf_real::<R, A>(c, &load_real(a), &load_real(b));
             store_real(a, &ya);
             store_real(b, &yb);
         }
     }
 }
 
-/// Index of the pair whose first row is `a` in a level of stride `s` (a power of two):
-/// `⌊a / 2s⌋·s + a mod s`.
+/// Levels `l1`, `l2` (strides `s1 ≠ s2`) on the `count` quads of lane rows
+/// `(a, a + s1, a + s2, a + s1 + s2) + j`, `j < count ≤ min(s1, s2)`, kept in registers between
+/// the two levels.
 #[inline(always)]
-fn pair_index(a: usize, s: usize) -> usize {
-    ((a >> 1) & !(s - 1)) | (a & (s - 1))
-}
-
-/// `(x0, x1, x2, x3) ←` level `s1` on `(x0, x1)` by `c[0]` and `(x2, x3)` by `c[1]`, then
-/// level `s2` on `(x0, x2)` by `c[2]` and `(x1, x3)` by `c[3]`, on real lane rows.
-#[inline(always)]
-fn quad_real<R: RealScalar, A: MulAdd>(x: [&mut [R]; 4], c: [[R; 4]; 4]) {
-    let [x0, x1, x2, x3] = x;
-    let (y0, y1) = bf_real::<R, A>(c[0], &load_real(x0), &load_real(x1));
-    let (y2, y3) = bf_real::<R, A>(c[1], &load_real(x2), &load_real(x3));
-    let (z0, z2) = bf_real::<R, A>(c[2], &y0, &y2);
-    let (z1, z3) = bf_real::<R, A>(c[3], &y1, &y3);
-    store_real(x0, &z0);
-    store_real(x1, &z1);
-    store_real(x2, &z2);
-    store_real(x3, &z3);
-}
-
-/// [`quad_real`] on split complex lane rows; `c[j][e] = (re, im)`.
-#[inline(always)]
-fn quad_complex<R: RealScalar, A: MulAdd>(x: [&mut [R]; 4], c: [[(R, R); 4]; 4]) {
-    let [x0, x1, x2, x3] = x;
-    let (y0, y1) = bf_complex::<R, A>(c[0], &load_complex(x0), &load_complex(x1));
-    let (y2, y3) = bf_complex::<R, A>(c[1], &load_complex(x2), &load_complex(x3));
-    let (z0, z2) = bf_complex::<R, A>(c[2], &y0, &y2);
-    let (z1, z3) = bf_complex::<R, A>(c[3], &y1, &y3);
-    store_complex(x0, &z0);
-    store_complex(x1, &z1);
-    store_complex(x2, &z2);
-    store_complex(x3, &z3);
-}
-
-/// The real parts of a block.
-#[inline(always)]
-fn block_re<T: Scalar>(t: [T; 4]) -> [T::Real; 4] {
-    [t[0].re(), t[1].re(), t[2].re(), t[3].re()]
-}
-
-/// The `(re, im)` parts of a block.
-#[inline(always)]
-fn block_c<T: Scalar>(t: [T; 4]) -> [(T::Real, T::Real); 4] {
-    [
-        (t[0].re(), t[0].im()),
-        (t[1].re(), t[1].im()),
-        (t[2].re(), t[2].im()),
-        (t[3].re(), t[3].im()),
-    ]
-}
-
-/// Two levels with strides `s1 ≠ s2` on the `count` quads of lane rows
-/// `(a, a + s1, a + s2, a + s1 + s2) + j`, `j < count ≤ min(s1, s2)`.
-#[inline(always)]
-fn quads<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
-    w: &mut [T::Real],
+fn quads<R: RealScalar, const C: bool, A: MulAdd>(
+    w: &mut [R],
     a: usize,
-    l1: Level<'_, T>,
-    l2: Level<'_, T>,
+    l1: PLevel<'_, R>,
+    l2: PLevel<'_, R>,
     count: usize,
-    f: &F,
 ) {
-    let wd = width::<T>();
+    let wd = if C { 2 * LANES } else { LANES };
+    let e = coefs(C);
     let (s1, s2) = (l1.stride, l2.stride);
     let (lo, hi) = (s1.min(s2), s1.max(s2));
     // Rows in memory order: a, a + lo, a + hi, a + lo + hi.
     let (r0, rest) = w[a * wd..].split_at_mut(lo * wd);
     let (r1, rest) = rest.split_at_mut((hi - lo) * wd);
     let (r2, r3) = rest.split_at_mut(lo * wd);
-    let rows = [
-        &mut r0[..count * wd],
-        &mut r1[..count * wd],
-        &mut r2[..count * wd],
-        &mut r3[..count * wd],
-    ];
+    let (m0, m3) = (&mut r0[..count * wd], &mut r3[..count * wd]);
+    let (mlo, mhi) = (&mut r1[..count * wd], &mut r2[..count * wd]);
     // (x0, x1, x2, x3) = (a, a + s1, a + s2, a + s1 + s2).
-    let [m0, mlo, mhi, m3] = rows;
     let (m1, m2) = if s1 < s2 { (mlo, mhi) } else { (mhi, mlo) };
-    let (ta, tb) = (l1.run(a, count), l1.run(a + s2, count));
-    let (tc, td) = (l2.run(a, count), l2.run(a + s1, count));
+    let (ta, tb) = (l1.run::<C>(a, count), l1.run::<C>(a + s2, count));
+    let (tc, td) = (l2.run::<C>(a, count), l2.run::<C>(a + s1, count));
     for j in 0..count {
-        let t = 4 * j..4 * j + 4;
-        let c = [f(&ta[t.clone()]), f(&tb[t.clone()]), f(&tc[t.clone()]), f(&td[t])];
+        let t = e * j..e * (j + 1);
+        let (ca, cb, cc, cd) = (&ta[t.clone()], &tb[t.clone()], &tc[t.clone()], &td[t]);
         let r = j * wd..(j + 1) * wd;
         let (x0, x1) = (&mut m0[r.clone()], &mut m1[r.clone()]);
         let (x2, x3) = (&mut m2[r.clone()], &mut m3[r]);
-        if T::IS_COMPLEX {
-            let c = [block_c(c[0]), block_c(c[1]), block_c(c[2]), block_c(c[3])];
-            quad_complex::<T::Real, A>([x0, x1, x2, x3], c);
+        if C {
+            let (y0, y1) = bf_complex::<R, A>(ca, &load_complex(x0), &load_complex(x1));
+            let (y2, y3) = bf_complex::<R, A>(cb, &load_complex(x2), &load_complex(x3));
+            let (z0, z2) = bf_complex::<R, A>(cc, &y0, &y2);
+            let (z1, z3) = bf_complex::<R, A>(cd, &y1, &y3);
+            store_complex(x0, &z0);
+            store_complex(x1, &z1);
+            store_complex(x2, &z2);
+            store_complex(x3, &z3);
         } else {
-            let c = [block_re(c[0]), block_re(c[1]), block_re(c[2]), block_re(c[3])];
-            quad_real::<T::Real, A>([x0, x1, x2, x3], c);
+            let (y0, y1) = bf_real::<R, A>(ca, &load_real(x0), &load_real(x1));
+            let (y2, y3) = bf_real::<R, A>(cb, &load_real(x2), &load_real(x3));
+            let (z0, z2) = bf_real::<R, A>(cc, &y0, &y2);
+            let (z1, z3) = bf_real::<R, A>(cd, &y1, &y3);
+            store_real(x0, &z0);
+            store_real(x1, &z1);
+            store_real(x2, &z2);
+            store_real(x3, &z3);
         }
     }
 }
@@ -343,15 +445,15 @@ struct Pass {
     q: usize,
 }
 
-/// Cut `levels` into passes whose groups of `2^(q-p)` rows fit in `2^group_log` lane rows,
-/// with spans balanced across passes.
-fn plan_passes<T>(levels: &[Level<'_, T>], log_n: usize, group_log: usize) -> Vec<Pass> {
-    if levels.is_empty() {
+/// Cut levels with these `strides` into passes whose groups of `2^(q-p)` rows fit in
+/// `2^group_log` lane rows, with spans balanced across passes.
+fn plan_passes(strides: &[usize], log_n: usize, group_log: usize) -> Vec<Pass> {
+    if strides.is_empty() {
         return Vec::new();
     }
-    let bits: Vec<usize> = levels
+    let bits: Vec<usize> = strides
         .iter()
-        .map(|l| l.stride.trailing_zeros() as usize)
+        .map(|s| s.trailing_zeros() as usize)
         .collect();
     let span_cap = if log_n <= group_log {
         log_n.max(1)
@@ -387,7 +489,9 @@ fn plan_passes<T>(levels: &[Level<'_, T>], log_n: usize, group_log: usize) -> Ve
 }
 
 /// The levels of a pass taken two at a time (as quads) where consecutive strides differ.
-fn steps<'a, T>(levels: &[Level<'a, T>]) -> Vec<(Level<'a, T>, Option<Level<'a, T>>)> {
+type Step<'a, R> = (PLevel<'a, R>, Option<PLevel<'a, R>>);
+
+fn steps<'a, R>(levels: &[PLevel<'a, R>]) -> Vec<Step<'a, R>> {
     let mut out = Vec::with_capacity(levels.len());
     let mut i = 0;
     while i < levels.len() {
@@ -405,28 +509,60 @@ fn steps<'a, T>(levels: &[Level<'a, T>]) -> Vec<(Level<'a, T>, Option<Level<'a, 
     out
 }
 
+/// Where a tile's input comes from when it is not already in the work tile: lane row `i`
+/// starts as lane row `perm[i]` (or `i`) of `tile`. Filling each group of the first pass just
+/// before it is processed keeps the permuted copy in L1 (scattered stores into a tile larger
+/// than L1 are several times slower).
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a, R> {
+    pub tile: &'a [R],
+    pub perm: Option<&'a [usize]>,
+}
+
+impl<R: RealScalar> Source<'_, R> {
+    /// Fill lane rows `rows` of `w` (rows of `wd` reals).
+    #[inline(always)]
+    fn fill(&self, w: &mut [R], rows: std::ops::Range<usize>, wd: usize) {
+        match self.perm {
+            None => {
+                let r = rows.start * wd..rows.end * wd;
+                w[r.clone()].copy_from_slice(&self.tile[r]);
+            }
+            Some(p) => {
+                for i in rows {
+                    let j = p[i];
+                    w[i * wd..(i + 1) * wd].copy_from_slice(&self.tile[j * wd..(j + 1) * wd]);
+                }
+            }
+        }
+    }
+}
+
 #[inline(always)]
-fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
-    w: &mut [T::Real],
+fn run_pass<R: RealScalar, const C: bool, A: MulAdd>(
+    w: &mut [R],
     n: usize,
-    levels: &[Level<'_, T>],
+    levels: &[PLevel<'_, R>],
     pass: Pass,
     group_rows: usize,
-    f: &F,
+    src: Option<Source<'_, R>>,
 ) {
+    let wd = if C { 2 * LANES } else { LANES };
     let Pass { p, q, .. } = pass;
     let steps = steps(levels);
     if p == 0 {
         // Groups are contiguous blocks of 2^q rows.
         let gsize = 1usize << q;
         for base in (0..n).step_by(gsize) {
+            if let Some(src) = src {
+                src.fill(w, base..base + gsize, wd);
+            }
             for &(l1, l2) in &steps {
                 match l2 {
                     None => {
                         let s = l1.stride;
                         for a in (base..base + gsize).step_by(2 * s) {
-                            let pi = a >> 1;
-                            pairs::<T, A, F>(w, a, a + s, s, &l1.tw[4 * pi..4 * (pi + s)], f);
+                            pairs::<R, C, A>(w, a, a + s, s, l1.run::<C>(a, s));
                         }
                     }
                     Some(l2) => {
@@ -434,7 +570,7 @@ fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
                         let hi = l1.stride.max(l2.stride);
                         for h in (base..base + gsize).step_by(2 * hi) {
                             for a in (h..h + hi).step_by(2 * lo) {
-                                quads::<T, A, F>(w, a, l1, l2, lo, f);
+                                quads::<R, C, A>(w, a, l1, l2, lo);
                             }
                         }
                     }
@@ -448,6 +584,12 @@ fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
         let cw = (group_rows >> (q - p)).clamp(1, 1 << p);
         for hi in (0..n).step_by(1 << q) {
             for c0 in (0..1usize << p).step_by(cw) {
+                if let Some(src) = src {
+                    for m in 0..mcount {
+                        let a = hi + (m << p) + c0;
+                        src.fill(w, a..a + cw, wd);
+                    }
+                }
                 for &(l1, l2) in &steps {
                     match l2 {
                         None => {
@@ -456,9 +598,7 @@ fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
                             for mb in (0..mcount).step_by(2 * sm) {
                                 for m in mb..mb + sm {
                                     let a = hi + (m << p) + c0;
-                                    let pi = pair_index(a, s);
-                                    let tw = &l1.tw[4 * pi..4 * (pi + cw)];
-                                    pairs::<T, A, F>(w, a, a + s, cw, tw, f);
+                                    pairs::<R, C, A>(w, a, a + s, cw, l1.run::<C>(a, cw));
                                 }
                             }
                         }
@@ -469,7 +609,7 @@ fn run_pass<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
                                 for mb in (h..h + him).step_by(2 * lo) {
                                     for m in mb..mb + lo {
                                         let a = hi + (m << p) + c0;
-                                        quads::<T, A, F>(w, a, l1, l2, cw, f);
+                                        quads::<R, C, A>(w, a, l1, l2, cw);
                                     }
                                 }
                             }
@@ -488,37 +628,40 @@ fn group_log<T: Scalar>() -> usize {
 }
 
 #[inline(always)]
-fn run_levels_with<T: Scalar, A: MulAdd, F: Fn(&[T]) -> [T; 4]>(
-    w: &mut [T::Real],
-    levels: &[Level<'_, T>],
+fn run_prepared<R: RealScalar, const C: bool, A: MulAdd>(
+    w: &mut [R],
+    src: Option<Source<'_, R>>,
+    prep: &Prepared<R>,
     group_log: usize,
-    f: F,
 ) {
-    let n = w.len() / width::<T>();
+    let wd = if C { 2 * LANES } else { LANES };
+    let n = w.len() / wd;
     let log_n = n.trailing_zeros() as usize;
-    for pass in plan_passes(levels, log_n, group_log) {
+    let levels = prep.levels();
+    let passes = plan_passes(&prep.strides, log_n, group_log);
+    if passes.is_empty() {
+        if let Some(src) = src {
+            src.fill(w, 0..n, wd);
+        }
+    }
+    for (i, pass) in passes.into_iter().enumerate() {
         let lv = &levels[pass.start..pass.end];
-        run_pass::<T, A, F>(w, n, lv, pass, 1 << group_log, &f);
+        let src = if i == 0 { src } else { None };
+        run_pass::<R, C, A>(w, n, lv, pass, 1 << group_log, src);
     }
 }
 
 #[inline(always)]
 fn run_levels_generic<T: Scalar, A: MulAdd>(
     w: &mut [T::Real],
-    levels: &[Level<'_, T>],
-    mode: Mode,
+    src: Option<Source<'_, T::Real>>,
+    prep: &Prepared<T::Real>,
     group_log: usize,
 ) {
-    match mode {
-        Mode::Forward => {
-            run_levels_with::<T, A, _>(w, levels, group_log, |t| [t[0], t[1], t[2], t[3]])
-        }
-        Mode::Transpose => {
-            run_levels_with::<T, A, _>(w, levels, group_log, |t| [t[0], t[2], t[1], t[3]])
-        }
-        Mode::Adjoint => run_levels_with::<T, A, _>(w, levels, group_log, |t| {
-            [t[0].conj(), t[2].conj(), t[1].conj(), t[3].conj()]
-        }),
+    if T::IS_COMPLEX {
+        run_prepared::<T::Real, true, A>(w, src, prep, group_log)
+    } else {
+        run_prepared::<T::Real, false, A>(w, src, prep, group_log)
     }
 }
 
@@ -613,14 +756,15 @@ fn level_backward<T: Scalar, A: MulAdd>(
     }
 }
 
-/// Forward through `levels` while saving every level's input into `acts` (`levels.len()`
-/// tiles), then backward from `g`; level `l`'s block gradients are added into
-/// `dtw[l·2n .. (l+1)·2n]`.
+/// Forward through the levels (prepared in `prep` for the forward mode, raw in `levels`) while
+/// saving every level's input into `acts` (`levels.len()` tiles), then backward from `g`; level
+/// `l`'s block gradients are added into `dtw[l·2n .. (l+1)·2n]`.
 #[inline(always)]
 fn forward_backward_generic<T: Scalar, A: MulAdd>(
     w: &mut [T::Real],
     acts: &mut [T::Real],
     g: &mut [T::Real],
+    prep: &Prepared<T::Real>,
     levels: &[Level<'_, T>],
     dtw: &mut [T],
 ) {
@@ -634,10 +778,14 @@ fn forward_backward_generic<T: Scalar, A: MulAdd>(
         p: 0,
         q: log_n,
     };
-    let fwd = |t: &[T]| [t[0], t[1], t[2], t[3]];
-    for (l, lv) in levels.iter().enumerate() {
+    for l in 0..levels.len() {
         acts[l * len..(l + 1) * len].copy_from_slice(w);
-        run_pass::<T, A, _>(w, n, std::slice::from_ref(lv), whole, n, &fwd);
+        let lv = [prep.level(l)];
+        if T::IS_COMPLEX {
+            run_pass::<T::Real, true, A>(w, n, &lv, whole, n, None);
+        } else {
+            run_pass::<T::Real, false, A>(w, n, &lv, whole, n, None);
+        }
     }
     for (l, lv) in levels.iter().enumerate().rev() {
         let d = &mut dtw[l * level_len..(l + 1) * level_len];
@@ -665,13 +813,25 @@ dispatch!(
     run_levels_generic,
     run_levels_avx2,
     run_levels_avx512,
-    (w: &mut [T::Real], levels: &[Level<'_, T>], mode: Mode, group_log: usize)
+    (
+        w: &mut [T::Real],
+        src: Option<Source<'_, T::Real>>,
+        prep: &Prepared<T::Real>,
+        group_log: usize
+    )
 );
 dispatch!(
     forward_backward_generic,
     forward_backward_avx2,
     forward_backward_avx512,
-    (w: &mut [T::Real], acts: &mut [T::Real], g: &mut [T::Real], levels: &[Level<'_, T>], dtw: &mut [T])
+    (
+        w: &mut [T::Real],
+        acts: &mut [T::Real],
+        g: &mut [T::Real],
+        prep: &Prepared<T::Real>,
+        levels: &[Level<'_, T>],
+        dtw: &mut [T]
+    )
 );
 
 /// The widest instruction set the CPU supports among those the kernel is compiled for.
@@ -699,47 +859,57 @@ fn isa() -> Isa {
     Isa::Baseline
 }
 
-/// Apply `levels` in order (each with its `mode` blocks) to the tile `w` (`n` lane rows of
-/// [`width`] reals).
-pub(crate) fn run_levels<T: Scalar>(w: &mut [T::Real], levels: &[Level<'_, T>], mode: Mode) {
-    run_levels_grouped(w, levels, mode, group_log::<T>())
+/// Apply the prepared levels in order to the tile `w` (`n` lane rows of [`width`] reals),
+/// taking its input from `src` when given (else from `w` itself).
+pub(crate) fn run_levels<T: Scalar>(
+    w: &mut [T::Real],
+    src: Option<Source<'_, T::Real>>,
+    prep: &Prepared<T::Real>,
+) {
+    run_levels_grouped::<T>(w, src, prep, group_log::<T>())
 }
 
 /// [`run_levels`] with passes whose groups hold at most `2^group_log` lane rows.
 fn run_levels_grouped<T: Scalar>(
     w: &mut [T::Real],
-    levels: &[Level<'_, T>],
-    mode: Mode,
+    src: Option<Source<'_, T::Real>>,
+    prep: &Prepared<T::Real>,
     group_log: usize,
 ) {
+    if let Some(s) = src {
+        assert!(
+            s.tile.len() == w.len() && s.perm.is_none_or(|p| p.len() * width::<T>() == w.len())
+        );
+    }
     match isa() {
         // SAFETY: the CPU supports the instruction sets the variant is compiled for.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run_levels_avx512(w, levels, mode, group_log) },
+        Isa::Avx512 => unsafe { run_levels_avx512::<T>(w, src, prep, group_log) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_levels_avx2(w, levels, mode, group_log) },
-        Isa::Baseline => run_levels_generic::<T, Unfused>(w, levels, mode, group_log),
+        Isa::Avx2 => unsafe { run_levels_avx2::<T>(w, src, prep, group_log) },
+        Isa::Baseline => run_levels_generic::<T, Unfused>(w, src, prep, group_log),
     }
 }
 
-/// Forward through `levels` from `w`, then backward from `g` (left holding `∂L/∂x̄`); `acts`
-/// holds `levels.len()` tiles.
+/// Forward through `levels` from `w`, then backward from `g` (left holding `∂L/∂x̄`); `prep`
+/// holds the same levels prepared for [`Mode::Forward`], `acts` room for `levels.len()` tiles.
 pub(crate) fn forward_backward<T: Scalar>(
     w: &mut [T::Real],
     acts: &mut [T::Real],
     g: &mut [T::Real],
+    prep: &Prepared<T::Real>,
     levels: &[Level<'_, T>],
     dtw: &mut [T],
 ) {
     match isa() {
         // SAFETY: the CPU supports the instruction sets the variant is compiled for.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { forward_backward_avx512(w, acts, g, levels, dtw) },
+        Isa::Avx512 => unsafe { forward_backward_avx512(w, acts, g, prep, levels, dtw) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { forward_backward_avx2(w, acts, g, levels, dtw) },
-        Isa::Baseline => forward_backward_generic::<T, Unfused>(w, acts, g, levels, dtw),
+        Isa::Avx2 => unsafe { forward_backward_avx2(w, acts, g, prep, levels, dtw) },
+        Isa::Baseline => forward_backward_generic::<T, Unfused>(w, acts, g, prep, levels, dtw),
     }
 }
 
@@ -803,10 +973,11 @@ mod tests {
                     Mode::Transpose => [t[0], t[2], t[1], t[3]],
                     Mode::Adjoint => [t[0], t[2], t[1], t[3]].map(|z| z.conj()),
                 };
-                for k in 0..LANES {
-                    let (xa, xb) = (v[a][k], v[b][k]);
-                    v[a][k] = c[0] * xa + c[1] * xb;
-                    v[b][k] = c[2] * xa + c[3] * xb;
+                let (lo, hi) = v.split_at_mut(b);
+                for (ya, yb) in lo[a].iter_mut().zip(hi[0].iter_mut()) {
+                    let (xa, xb) = (*ya, *yb);
+                    *ya = c[0] * xa + c[1] * xb;
+                    *yb = c[2] * xa + c[3] * xb;
                 }
             }
         }
@@ -838,20 +1009,50 @@ mod tests {
     ) {
         let mut rng = StdRng::seed_from_u64(seed);
         let lv = random_levels::<T>(log_n, nblocks, increasing, &mut rng);
-        let levels: Vec<Level<'_, T>> = lv
-            .iter()
-            .map(|(s, tw)| Level { stride: *s, tw })
-            .collect();
+        let levels: Vec<Level<'_, T>> = lv.iter().map(|(s, tw)| Level { stride: *s, tw }).collect();
         let w0 = random_tile::<T>(1 << log_n, &mut rng);
         let want = reference::<T>(&w0, &lv, mode);
+        let prep = prepare(&levels, 1 << log_n, mode);
         let mut w = w0.clone();
-        run_levels_grouped(&mut w, &levels, mode, group_log);
+        run_levels_grouped::<T>(&mut w, None, &prep, group_log);
         let e = tile_err::<T>(&w, &want);
-        assert!(e < tol, "dispatched: {} n=2^{log_n} group 2^{group_log}: {e}", T::NAME);
+        assert!(
+            e < tol,
+            "dispatched: {} n=2^{log_n} group 2^{group_log}: {e}",
+            T::NAME
+        );
         let mut w = w0.clone();
-        run_levels_generic::<T, Unfused>(&mut w, &levels, mode, group_log);
+        run_levels_generic::<T, Unfused>(&mut w, None, &prep, group_log);
         let e = tile_err::<T>(&w, &want);
-        assert!(e < tol, "baseline: {} n=2^{log_n} group 2^{group_log}: {e}", T::NAME);
+        assert!(
+            e < tol,
+            "baseline: {} n=2^{log_n} group 2^{group_log}: {e}",
+            T::NAME
+        );
+        // The same from a permuted source tile: lane row i starts as source row perm[i].
+        let n = 1usize << log_n;
+        let mut perm: Vec<usize> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(perm.as_mut_slice(), &mut rng);
+        let wd = width::<T>();
+        let mut shuffled = w0.clone();
+        for (i, &j) in perm.iter().enumerate() {
+            shuffled[j * wd..(j + 1) * wd].copy_from_slice(&w0[i * wd..(i + 1) * wd]);
+        }
+        let zero = <T::Real as num_traits::Zero>::zero();
+        for (src_perm, tile) in [(Some(perm.as_slice()), &shuffled), (None, &w0)] {
+            let mut w = vec![zero; w0.len()];
+            let src = Source {
+                tile,
+                perm: src_perm,
+            };
+            run_levels_grouped::<T>(&mut w, Some(src), &prep, group_log);
+            let e = tile_err::<T>(&w, &want);
+            assert!(
+                e < tol,
+                "from source: {} n=2^{log_n} group 2^{group_log}: {e}",
+                T::NAME
+            );
+        }
     }
 
     fn mode_of(m: u8) -> Mode {
@@ -889,7 +1090,8 @@ mod tests {
                 .iter()
                 .map(|(s, tw)| Level { stride: *s, tw })
                 .collect();
-            let passes = plan_passes(&levels, log_n, group_log);
+            let strides: Vec<usize> = levels.iter().map(|l| l.stride).collect();
+            let passes = plan_passes(&strides, log_n, group_log);
             prop_assert_eq!(passes[0].start, 0);
             prop_assert_eq!(passes.last().map(|p| p.end), Some(levels.len()));
             for w in passes.windows(2) {
@@ -909,8 +1111,24 @@ mod tests {
     #[test]
     fn fused_passes_at_full_size() {
         for (log_n, nblocks, inc) in [(12, 1, true), (13, 2, false), (11, 3, true)] {
-            check_levels::<f32>(log_n, nblocks, inc, Mode::Forward, group_log::<f32>(), 1, 2e-4);
-            check_levels::<C32>(log_n, nblocks, inc, Mode::Adjoint, group_log::<C32>(), 2, 2e-4);
+            check_levels::<f32>(
+                log_n,
+                nblocks,
+                inc,
+                Mode::Forward,
+                group_log::<f32>(),
+                1,
+                2e-4,
+            );
+            check_levels::<C32>(
+                log_n,
+                nblocks,
+                inc,
+                Mode::Adjoint,
+                group_log::<C32>(),
+                2,
+                2e-4,
+            );
         }
         check_levels::<C64>(10, 2, true, Mode::Transpose, group_log::<C64>(), 3, 1e-12);
     }
@@ -933,10 +1151,15 @@ mod tests {
         for i in 0..nlane {
             for k in 0..LANES {
                 let want = match map.iter().position(|&d| d == i) {
-                    Some(j) if k < rows => x[k][j],
-                    _ => T::zero(),
+                    Some(j) => x.get(k).map_or(T::zero(), |r| r[j]),
+                    None => T::zero(),
                 };
-                assert_eq!(get::<T>(&w, i, k), want, "gather {} lane row {i} lane {k}", T::NAME);
+                assert_eq!(
+                    get::<T>(&w, i, k),
+                    want,
+                    "gather {} lane row {i} lane {k}",
+                    T::NAME
+                );
             }
         }
         let w = random_tile::<T>(nlane, &mut rng);

@@ -65,14 +65,18 @@ fn f32_kind<T: Scalar>() -> Option<bool> {
 /// The reals of an `f32` or `Complex<f32>` slice (checked by `f32_kind`).
 fn reals<T: Scalar>(s: &[T]) -> &[f32] {
     let per = std::mem::size_of::<T>() / std::mem::size_of::<f32>();
-    assert!(f32_kind::<T>().is_some() && per * std::mem::size_of::<f32>() == std::mem::size_of::<T>());
+    assert!(
+        f32_kind::<T>().is_some() && per * std::mem::size_of::<f32>() == std::mem::size_of::<T>()
+    );
     // SAFETY: T is f32 or Complex<f32> (repr(C) pair of f32), checked above.
     unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len() * per) }
 }
 
 fn reals_mut<T: Scalar>(s: &mut [T]) -> &mut [f32] {
     let per = std::mem::size_of::<T>() / std::mem::size_of::<f32>();
-    assert!(f32_kind::<T>().is_some() && per * std::mem::size_of::<f32>() == std::mem::size_of::<T>());
+    assert!(
+        f32_kind::<T>().is_some() && per * std::mem::size_of::<f32>() == std::mem::size_of::<T>()
+    );
     // SAFETY: as in `reals`.
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len() * per) }
 }
@@ -143,6 +147,11 @@ fn scatter_simd<T: Scalar>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    //! A block of `v` batch rows × `v` reals (`v` = 16 with AVX-512, 8 with AVX2) is
+    //! transposed in registers; [`LANES`] rows take `LANES / v` such blocks. For complex scalars the `v` reals of a row are `v/2`
+    //! interleaved values, so the transposed registers are alternately the real and the
+    //! imaginary parts of a lane row: no separate de-interleaving is needed.
+
     use super::LANES;
     use std::arch::x86_64::*;
 
@@ -176,127 +185,6 @@ mod x86 {
         }
     }
 
-    const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
-    const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
-    const LO: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
-    const HI: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn idx(v: &[i32; 16]) -> __m512i {
-        // SAFETY: reads 16 i32 from a 16-element array.
-        unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
-    }
-
-    /// # Safety
-    /// AVX-512F available; every row holds `dst.len()` values (`2·dst.len()` reals when
-    /// `complex`); every `dst[j]` indexes a lane row of `w`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gather_avx512(
-        rows: &[&[f32]],
-        dst: &[usize],
-        w: &mut [f32],
-        complex: bool,
-    ) -> usize {
-        let wd = if complex { 2 * LANES } else { LANES };
-        let full = dst.len() / 16 * 16;
-        let (even, odd) = (idx(&EVEN), idx(&ODD));
-        let wp = w.as_mut_ptr();
-        for j0 in (0..full).step_by(16) {
-            let mut re = [_mm512_setzero_ps(); 16];
-            let mut im = [_mm512_setzero_ps(); 16];
-            for (k, row) in rows.iter().enumerate() {
-                if complex {
-                    // SAFETY: columns j0..j0+16 are reals 2·j0 .. 2·j0 + 32 of the row.
-                    let p = unsafe { row.as_ptr().add(2 * j0) };
-                    let (a, b) = unsafe { (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))) };
-                    re[k] = _mm512_permutex2var_ps(a, even, b);
-                    im[k] = _mm512_permutex2var_ps(a, odd, b);
-                } else {
-                    // SAFETY: columns j0..j0+16 lie in the row.
-                    re[k] = unsafe { _mm512_loadu_ps(row.as_ptr().add(j0)) };
-                }
-            }
-            transpose16(&mut re);
-            if complex {
-                transpose16(&mut im);
-            }
-            for c in 0..16 {
-                // SAFETY: dst[j0 + c] indexes a lane row of wd reals.
-                unsafe {
-                    let o = wp.add(dst[j0 + c] * wd);
-                    _mm512_storeu_ps(o, re[c]);
-                    if complex {
-                        _mm512_storeu_ps(o.add(LANES), im[c]);
-                    }
-                }
-            }
-        }
-        full
-    }
-
-    /// # Safety
-    /// AVX-512F available; every row (and `bias`) holds `src.len()` values (`2·src.len()`
-    /// reals when `complex`); every `src[j]` indexes a lane row of `w`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scatter_avx512(
-        w: &[f32],
-        src: &[usize],
-        bias: Option<&[f32]>,
-        rows: &mut [&mut [f32]],
-        complex: bool,
-    ) -> usize {
-        let wd = if complex { 2 * LANES } else { LANES };
-        let full = src.len() / 16 * 16;
-        let (lo, hi) = (idx(&LO), idx(&HI));
-        let wp = w.as_ptr();
-        for j0 in (0..full).step_by(16) {
-            let mut re = [_mm512_setzero_ps(); 16];
-            let mut im = [_mm512_setzero_ps(); 16];
-            for c in 0..16 {
-                // SAFETY: src[j0 + c] indexes a lane row of wd reals.
-                unsafe {
-                    let p = wp.add(src[j0 + c] * wd);
-                    re[c] = _mm512_loadu_ps(p);
-                    if complex {
-                        im[c] = _mm512_loadu_ps(p.add(LANES));
-                    }
-                }
-            }
-            transpose16(&mut re);
-            if complex {
-                transpose16(&mut im);
-            }
-            for (k, row) in rows.iter_mut().enumerate() {
-                if complex {
-                    let mut a = _mm512_permutex2var_ps(re[k], lo, im[k]);
-                    let mut b = _mm512_permutex2var_ps(re[k], hi, im[k]);
-                    // SAFETY: columns j0..j0+16 are reals 2·j0 .. 2·j0 + 32 of the row and bias.
-                    unsafe {
-                        if let Some(bias) = bias {
-                            let q = bias.as_ptr().add(2 * j0);
-                            a = _mm512_add_ps(a, _mm512_loadu_ps(q));
-                            b = _mm512_add_ps(b, _mm512_loadu_ps(q.add(16)));
-                        }
-                        let p = row.as_mut_ptr().add(2 * j0);
-                        _mm512_storeu_ps(p, a);
-                        _mm512_storeu_ps(p.add(16), b);
-                    }
-                } else {
-                    let mut a = re[k];
-                    // SAFETY: columns j0..j0+16 lie in the row and the bias.
-                    unsafe {
-                        if let Some(bias) = bias {
-                            a = _mm512_add_ps(a, _mm512_loadu_ps(bias.as_ptr().add(j0)));
-                        }
-                        _mm512_storeu_ps(row.as_mut_ptr().add(j0), a);
-                    }
-                }
-            }
-        }
-        full
-    }
-
     /// Transpose 8×8: `r[k]` lane `j` becomes `r[j]` lane `k`.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -320,26 +208,92 @@ mod x86 {
         }
     }
 
-    /// Real and imaginary parts of 8 interleaved complex values `[a | b]`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn deinterleave8(a: __m256, b: __m256) -> (__m256, __m256) {
-        let re = _mm256_shuffle_ps::<0x88>(a, b);
-        let im = _mm256_shuffle_ps::<0xDD>(a, b);
-        let fix = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v)));
-        (fix(re), fix(im))
+    /// Where transposed register `i` of a block starting at column `j0` goes in the tile, as
+    /// (column, offset within the lane row): register `i` is column `j0 + i` for real
+    /// scalars, the real (even `i`) or imaginary (odd `i`) part of column `j0 + i/2` for
+    /// complex ones.
+    #[inline(always)]
+    fn place(i: usize, j0: usize, complex: bool) -> (usize, usize) {
+        if complex {
+            (j0 + i / 2, (i % 2) * LANES)
+        } else {
+            (j0 + i, 0)
+        }
     }
 
-    /// 8 interleaved complex values from their real and imaginary parts, as `(a, b)`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn interleave8(re: __m256, im: __m256) -> (__m256, __m256) {
-        let lo = _mm256_unpacklo_ps(re, im);
-        let hi = _mm256_unpackhi_ps(re, im);
-        (
-            _mm256_permute2f128_ps::<0x20>(lo, hi),
-            _mm256_permute2f128_ps::<0x31>(lo, hi),
-        )
+    /// # Safety
+    /// AVX-512F available; every row holds `dst.len()` values (`2·dst.len()` reals when
+    /// `complex`); every `dst[j]` indexes a lane row of `w`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_avx512(
+        rows: &[&[f32]],
+        dst: &[usize],
+        w: &mut [f32],
+        complex: bool,
+    ) -> usize {
+        let (wd, per) = if complex { (2 * LANES, 2) } else { (LANES, 1) };
+        let cols = 16 / per;
+        let full = dst.len() / cols * cols;
+        let wp = w.as_mut_ptr();
+        for j0 in (0..full).step_by(cols) {
+            // Lanes 16h .. 16h + 16 from rows 16h .. 16h + 16.
+            for (h, rows) in rows.chunks(16).enumerate() {
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (k, row) in rows.iter().enumerate() {
+                    // SAFETY: the block's reals per·j0 .. per·j0 + 16 lie in the row.
+                    r[k] = unsafe { _mm512_loadu_ps(row.as_ptr().add(per * j0)) };
+                }
+                transpose16(&mut r);
+                for (i, v) in r.iter().enumerate() {
+                    let (j, off) = place(i, j0, complex);
+                    // SAFETY: dst[j] indexes a lane row of wd reals; off + 16h + 16 ≤ wd.
+                    unsafe { _mm512_storeu_ps(wp.add(dst[j] * wd + off + 16 * h), *v) };
+                }
+            }
+        }
+        full
+    }
+
+    /// # Safety
+    /// AVX-512F available; every row (and `bias`) holds `src.len()` values (`2·src.len()`
+    /// reals when `complex`); every `src[j]` indexes a lane row of `w`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scatter_avx512(
+        w: &[f32],
+        src: &[usize],
+        bias: Option<&[f32]>,
+        rows: &mut [&mut [f32]],
+        complex: bool,
+    ) -> usize {
+        let (wd, per) = if complex { (2 * LANES, 2) } else { (LANES, 1) };
+        let cols = 16 / per;
+        let full = src.len() / cols * cols;
+        let wp = w.as_ptr();
+        let mut stage = Stage::new();
+        for c0 in (0..full).step_by(STAGE_REALS / per) {
+            let c1 = (c0 + STAGE_REALS / per).min(full);
+            for j0 in (c0..c1).step_by(cols) {
+                // SAFETY: the block's reals per·j0 .. per·j0 + 16 lie in the bias.
+                let b = bias.map(|b| unsafe { _mm512_loadu_ps(b.as_ptr().add(per * j0)) });
+                for h in 0..rows.len().div_ceil(16) {
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (i, v) in r.iter_mut().enumerate() {
+                        let (j, off) = place(i, j0, complex);
+                        // SAFETY: src[j] indexes a lane row of wd reals; off + 16h + 16 ≤ wd.
+                        *v = unsafe { _mm512_loadu_ps(wp.add(src[j] * wd + off + 16 * h)) };
+                    }
+                    transpose16(&mut r);
+                    let ks = 16 * h..rows.len().min(16 * h + 16);
+                    for (&v, k) in r.iter().zip(ks) {
+                        let v = b.map_or(v, |b| _mm512_add_ps(v, b));
+                        // SAFETY: the stage row has room for 16 reals at the block's offset.
+                        unsafe { _mm512_storeu_ps(stage.row(k, per * (j0 - c0)), v) };
+                    }
+                }
+            }
+            stage.flush(rows, per * c0, per * (c1 - c0));
+        }
+        full
     }
 
     /// # Safety
@@ -351,38 +305,23 @@ mod x86 {
         w: &mut [f32],
         complex: bool,
     ) -> usize {
-        let wd = if complex { 2 * LANES } else { LANES };
-        let full = dst.len() / 8 * 8;
+        let (wd, per) = if complex { (2 * LANES, 2) } else { (LANES, 1) };
+        let cols = 8 / per;
+        let full = dst.len() / cols * cols;
         let wp = w.as_mut_ptr();
-        for j0 in (0..full).step_by(8) {
-            // Lanes 0..8 from rows 0..8, lanes 8..16 from rows 8..16.
-            for (half, rows) in rows.chunks(8).enumerate() {
-                let mut re = [_mm256_setzero_ps(); 8];
-                let mut im = [_mm256_setzero_ps(); 8];
+        for j0 in (0..full).step_by(cols) {
+            // Lanes 8h .. 8h + 8 from rows 8h .. 8h + 8.
+            for (h, rows) in rows.chunks(8).enumerate() {
+                let mut r = [_mm256_setzero_ps(); 8];
                 for (k, row) in rows.iter().enumerate() {
-                    if complex {
-                        // SAFETY: columns j0..j0+8 are reals 2·j0 .. 2·j0 + 16 of the row.
-                        let p = unsafe { row.as_ptr().add(2 * j0) };
-                        let (a, b) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
-                        (re[k], im[k]) = deinterleave8(a, b);
-                    } else {
-                        // SAFETY: columns j0..j0+8 lie in the row.
-                        re[k] = unsafe { _mm256_loadu_ps(row.as_ptr().add(j0)) };
-                    }
+                    // SAFETY: the block's reals per·j0 .. per·j0 + 8 lie in the row.
+                    r[k] = unsafe { _mm256_loadu_ps(row.as_ptr().add(per * j0)) };
                 }
-                transpose8(&mut re);
-                if complex {
-                    transpose8(&mut im);
-                }
-                for c in 0..8 {
-                    // SAFETY: dst[j0 + c] indexes a lane row of wd reals.
-                    unsafe {
-                        let o = wp.add(dst[j0 + c] * wd + 8 * half);
-                        _mm256_storeu_ps(o, re[c]);
-                        if complex {
-                            _mm256_storeu_ps(o.add(LANES), im[c]);
-                        }
-                    }
+                transpose8(&mut r);
+                for (i, v) in r.iter().enumerate() {
+                    let (j, off) = place(i, j0, complex);
+                    // SAFETY: dst[j] indexes a lane row of wd reals; off + 8h + 8 ≤ wd.
+                    unsafe { _mm256_storeu_ps(wp.add(dst[j] * wd + off + 8 * h), *v) };
                 }
             }
         }
@@ -399,55 +338,71 @@ mod x86 {
         rows: &mut [&mut [f32]],
         complex: bool,
     ) -> usize {
-        let wd = if complex { 2 * LANES } else { LANES };
-        let full = src.len() / 8 * 8;
+        let (wd, per) = if complex { (2 * LANES, 2) } else { (LANES, 1) };
+        let cols = 8 / per;
+        let full = src.len() / cols * cols;
         let wp = w.as_ptr();
-        for j0 in (0..full).step_by(8) {
-            for (half, rows) in rows.chunks_mut(8).enumerate() {
-                let mut re = [_mm256_setzero_ps(); 8];
-                let mut im = [_mm256_setzero_ps(); 8];
-                for c in 0..8 {
-                    // SAFETY: src[j0 + c] indexes a lane row of wd reals.
-                    unsafe {
-                        let p = wp.add(src[j0 + c] * wd + 8 * half);
-                        re[c] = _mm256_loadu_ps(p);
-                        if complex {
-                            im[c] = _mm256_loadu_ps(p.add(LANES));
-                        }
+        let mut stage = Stage::new();
+        for c0 in (0..full).step_by(STAGE_REALS / per) {
+            let c1 = (c0 + STAGE_REALS / per).min(full);
+            for j0 in (c0..c1).step_by(cols) {
+                // SAFETY: the block's reals per·j0 .. per·j0 + 8 lie in the bias.
+                let b = bias.map(|b| unsafe { _mm256_loadu_ps(b.as_ptr().add(per * j0)) });
+                for half in 0..rows.len().div_ceil(8) {
+                    let mut r = [_mm256_setzero_ps(); 8];
+                    for (i, v) in r.iter_mut().enumerate() {
+                        let (j, off) = place(i, j0, complex);
+                        // SAFETY: src[j] indexes a lane row of wd reals; off + 8·half + 8 ≤ wd.
+                        *v = unsafe { _mm256_loadu_ps(wp.add(src[j] * wd + off + 8 * half)) };
                     }
-                }
-                transpose8(&mut re);
-                if complex {
-                    transpose8(&mut im);
-                }
-                for (k, row) in rows.iter_mut().enumerate() {
-                    if complex {
-                        let (mut a, mut b) = interleave8(re[k], im[k]);
-                        // SAFETY: columns j0..j0+8 are reals 2·j0 .. 2·j0 + 16 of the row and
-                        // the bias.
-                        unsafe {
-                            if let Some(bias) = bias {
-                                let q = bias.as_ptr().add(2 * j0);
-                                a = _mm256_add_ps(a, _mm256_loadu_ps(q));
-                                b = _mm256_add_ps(b, _mm256_loadu_ps(q.add(8)));
-                            }
-                            let p = row.as_mut_ptr().add(2 * j0);
-                            _mm256_storeu_ps(p, a);
-                            _mm256_storeu_ps(p.add(8), b);
-                        }
-                    } else {
-                        let mut a = re[k];
-                        // SAFETY: columns j0..j0+8 lie in the row and the bias.
-                        unsafe {
-                            if let Some(bias) = bias {
-                                a = _mm256_add_ps(a, _mm256_loadu_ps(bias.as_ptr().add(j0)));
-                            }
-                            _mm256_storeu_ps(row.as_mut_ptr().add(j0), a);
-                        }
+                    transpose8(&mut r);
+                    let ks = 8 * half..rows.len().min(8 * half + 8);
+                    for (v, k) in r.iter().zip(ks) {
+                        let v = b.map_or(*v, |b| _mm256_add_ps(*v, b));
+                        // SAFETY: the stage row has room for 8 reals at the block's offset.
+                        unsafe { _mm256_storeu_ps(stage.row(k, per * (j0 - c0)), v) };
                     }
                 }
             }
+            stage.flush(rows, per * c0, per * (c1 - c0));
         }
         full
+    }
+
+    /// Reals of one batch row staged per chunk.
+    const STAGE_REALS: usize = 256;
+    /// Distance between staged rows: padded so that the rows do not share L1 sets.
+    const STAGE_STRIDE: usize = STAGE_REALS + 16;
+
+    /// Transposed blocks are written to this small row-major buffer and then copied out row by
+    /// row: writing the rows themselves block by block touches `LANES` rows at once whose
+    /// distance is often a multiple of 4 KiB, so that every store of a block falls in the same
+    /// L1 set, which is several times slower. (Staging the gather the same way measured no
+    /// faster.)
+    struct Stage {
+        buf: [f32; LANES * STAGE_STRIDE],
+    }
+
+    impl Stage {
+        fn new() -> Self {
+            Self {
+                buf: [0.0; LANES * STAGE_STRIDE],
+            }
+        }
+
+        /// Where real `off` (< `STAGE_REALS`, room for one block after it) of staged row `k` is.
+        #[inline(always)]
+        fn row(&mut self, k: usize, off: usize) -> *mut f32 {
+            self.buf[k * STAGE_STRIDE + off..(k + 1) * STAGE_STRIDE].as_mut_ptr()
+        }
+
+        /// Copy reals `0..len` of every staged row to reals `at..at + len` of its batch row.
+        #[inline(always)]
+        fn flush(&self, rows: &mut [&mut [f32]], at: usize, len: usize) {
+            for (k, row) in rows.iter_mut().enumerate() {
+                let s = k * STAGE_STRIDE;
+                row[at..at + len].copy_from_slice(&self.buf[s..s + len]);
+            }
+        }
     }
 }
