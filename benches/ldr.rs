@@ -21,7 +21,10 @@ fn sizes() -> Vec<usize> {
     } else {
         16384
     };
-    (10..=14).map(|p| 1usize << p).filter(|&n| n <= max).collect()
+    (10..=14)
+        .map(|p| 1usize << p)
+        .filter(|&n| n <= max)
+        .collect()
 }
 
 fn randn(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {

@@ -27,9 +27,11 @@
 //! ```
 
 pub mod butterfly;
+pub mod conv;
 pub mod dense;
 pub mod error;
 pub mod ldr;
+pub mod learn;
 pub mod linear_map;
 pub mod low_rank;
 pub mod monarch;

@@ -17,11 +17,26 @@ const CLASSES: [LdrClass; 10] = [
     LdrClass::HankelLike { corner: true },
     LdrClass::HankelLike { corner: false },
     LdrClass::VandermondeLike,
-    LdrClass::Subdiagonal { corner: false, tied: false },
-    LdrClass::Subdiagonal { corner: true, tied: false },
-    LdrClass::Subdiagonal { corner: true, tied: true },
-    LdrClass::Tridiagonal { corners: false, tied: false },
-    LdrClass::Tridiagonal { corners: true, tied: true },
+    LdrClass::Subdiagonal {
+        corner: false,
+        tied: false,
+    },
+    LdrClass::Subdiagonal {
+        corner: true,
+        tied: false,
+    },
+    LdrClass::Subdiagonal {
+        corner: true,
+        tied: true,
+    },
+    LdrClass::Tridiagonal {
+        corners: false,
+        tied: false,
+    },
+    LdrClass::Tridiagonal {
+        corners: true,
+        tied: true,
+    },
 ];
 
 type M = Array2<C64>;
@@ -75,7 +90,11 @@ fn operators(class: LdrClass, n: usize, p: &[C64]) -> (M, M) {
             assert_eq!(p.len(), n);
             (M::from_diag(&Array1::from(p.to_vec())), shift(n, 0.0))
         }
-        LdrClass::Subdiagonal { corner, tied } | LdrClass::Tridiagonal { corners: corner, tied } => {
+        LdrClass::Subdiagonal { corner, tied }
+        | LdrClass::Tridiagonal {
+            corners: corner,
+            tied,
+        } => {
             let tri = matches!(class, LdrClass::Tridiagonal { .. });
             let (a, used) = learned(n, p, tri, corner);
             if tied {
@@ -157,7 +176,11 @@ fn random_ldr<T: Scalar>(
 fn check_products<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64, tol: f64) {
     let w = reference(m);
     let d = m.to_dense();
-    assert!(rel_err(d.view(), w.view()) < tol, "to_dense {}", rel_err(d.view(), w.view()));
+    assert!(
+        rel_err(d.view(), w.view()) < tol,
+        "to_dense {}",
+        rel_err(d.view(), w.view())
+    );
     let x = randn::<T>(batch, m.in_features(), seed);
     let mut want = matmul_xwt(x.view(), w.view());
     if let Some(b) = m.bias() {
@@ -166,16 +189,28 @@ fn check_products<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64, tol: f64) {
         }
     }
     let got = m.apply(x.view()).unwrap();
-    assert!(rel_err(got.view(), want.view()) < tol, "apply {}", rel_err(got.view(), want.view()));
+    assert!(
+        rel_err(got.view(), want.view()) < tol,
+        "apply {}",
+        rel_err(got.view(), want.view())
+    );
     let y = randn::<T>(batch, m.out_features(), seed + 1);
     let wt = w.t().to_owned();
     let got = m.apply_transpose(y.view()).unwrap();
     let want = matmul_xwt(y.view(), wt.view());
-    assert!(rel_err(got.view(), want.view()) < tol, "transpose {}", rel_err(got.view(), want.view()));
+    assert!(
+        rel_err(got.view(), want.view()) < tol,
+        "transpose {}",
+        rel_err(got.view(), want.view())
+    );
     let wh = conj_t(w.view());
     let got = m.apply_adjoint(y.view()).unwrap();
     let want = matmul_xwt(y.view(), wh.view());
-    assert!(rel_err(got.view(), want.view()) < tol, "adjoint {}", rel_err(got.view(), want.view()));
+    assert!(
+        rel_err(got.view(), want.view()) < tol,
+        "adjoint {}",
+        rel_err(got.view(), want.view())
+    );
 }
 
 /// The operators the map reports are the ones the layout describes.
@@ -195,7 +230,11 @@ fn check_backward_fd<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64) {
     let mut g = vec![T::zero(); m.params().len()];
     let dx = m.backward(x.view(), c.view(), &mut g).unwrap();
     let (fdx, fdp) = finite_diff_grads(m, &x, &c, 1e-6);
-    assert!(rel_err(dx.view(), fdx.view()) < 1e-6, "dx {}", rel_err(dx.view(), fdx.view()));
+    assert!(
+        rel_err(dx.view(), fdx.view()) < 1e-6,
+        "dx {}",
+        rel_err(dx.view(), fdx.view())
+    );
     assert!(rel_err_vec(&g, &fdp) < 1e-6, "dθ {}", rel_err_vec(&g, &fdp));
 }
 
@@ -210,7 +249,11 @@ fn check_backward_directional<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64) {
     let dx = m.backward(x.view(), c.view(), &mut g).unwrap();
     let wh = conj_t(reference(m).view());
     let want = matmul_xwt(c.view(), wh.view());
-    assert!(rel_err(dx.view(), want.view()) < 1e-9, "dx {}", rel_err(dx.view(), want.view()));
+    assert!(
+        rel_err(dx.view(), want.view()) < 1e-9,
+        "dx {}",
+        rel_err(dx.view(), want.view())
+    );
     let loss = |mm: &Ldr<T>| -> f64 {
         let y = mm.apply(x.view()).unwrap();
         y.iter()
@@ -229,8 +272,15 @@ fn check_backward_directional<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64) {
         loss(&mk)
     };
     let fd = (8.0 * (at(1.0) - at(-1.0)) - (at(2.0) - at(-2.0))) / (12.0 * eps);
-    let pred: f64 = g.iter().zip(&dir).map(|(a, d)| (a.to_c64().conj() * d.to_c64()).re).sum();
-    assert!((fd - pred).abs() < 1e-7 * (1.0 + fd.abs()), "directional {fd} vs {pred}");
+    let pred: f64 = g
+        .iter()
+        .zip(&dir)
+        .map(|(a, d)| (a.to_c64().conj() * d.to_c64()).re)
+        .sum();
+    assert!(
+        (fd - pred).abs() < 1e-7 * (1.0 + fd.abs()),
+        "directional {fd} vs {pred}"
+    );
 }
 
 proptest! {
@@ -284,7 +334,11 @@ fn single_precision_matches_double() {
         let m32 = Ldr::<f32>::from_params(
             70,
             90,
-            LdrConfig { class, rank: 2, bias: true },
+            LdrConfig {
+                class,
+                rank: 2,
+                bias: true,
+            },
             m64.params().iter().map(|&v| v as f32).collect(),
         )
         .unwrap();
@@ -328,7 +382,10 @@ fn toeplitz_like_dense_satisfies_displacement_equation() {
                     }
                 }
             }
-            assert!(rel_err(disp.view(), want.view()) < 1e-12, "n={n} hankel={hankel}");
+            assert!(
+                rel_err(disp.view(), want.view()) < 1e-12,
+                "n={n} hankel={hankel}"
+            );
             let (_, err_r) = LowRank::project(disp.view(), r).unwrap();
             assert!(err_r < 1e-10, "displacement rank above {r}: {err_r}");
             if r > 1 && n >= r {
@@ -386,7 +443,14 @@ proptest! {
 #[test]
 fn bad_input_is_a_typed_error() {
     let mut r = rng(0);
-    let cfg = |rank| LdrConfig { class: LdrClass::Subdiagonal { corner: true, tied: false }, rank, bias: true };
+    let cfg = |rank| LdrConfig {
+        class: LdrClass::Subdiagonal {
+            corner: true,
+            tied: false,
+        },
+        rank,
+        bias: true,
+    };
     assert!(matches!(
         Ldr::<f64>::new(4, 6, cfg(0), &mut r),
         Err(Error::InvalidArgument { what: "rank", .. })
@@ -397,18 +461,26 @@ fn bad_input_is_a_typed_error() {
     assert!(Ldr::<f64>::new(4, 6, cfg(6), &mut r).is_ok());
     assert!(matches!(
         Ldr::<f64>::new(0, 6, cfg(1), &mut r),
-        Err(Error::Zero { what: "in_features" })
+        Err(Error::Zero {
+            what: "in_features"
+        })
     ));
     assert!(matches!(
         Ldr::<f64>::new(3, 0, cfg(1), &mut r),
-        Err(Error::Zero { what: "out_features" })
+        Err(Error::Zero {
+            what: "out_features"
+        })
     ));
     // Subdiagonal with corner, n = 6, rank 2: G, H (24) + two operators (6 each) + bias (6).
     let m = Ldr::<f64>::new(4, 6, cfg(2), &mut r).unwrap();
     assert_eq!(m.num_params(), 24 + 12 + 6);
     assert_eq!(
         Ldr::<f64>::from_params(4, 6, cfg(2), vec![0.0; 41]).unwrap_err(),
-        Error::BufferLength { what: "params", expected: 42, got: 41 }
+        Error::BufferLength {
+            what: "params",
+            expected: 42,
+            got: 41
+        }
     );
     let g = Array2::<f64>::zeros((2, 6));
     let h5 = Array2::<f64>::zeros((2, 5));
@@ -419,11 +491,19 @@ fn bad_input_is_a_typed_error() {
     ));
     assert!(matches!(
         Ldr::from_generators(4, 6, class, g.view(), g.view(), &[1.0], None),
-        Err(Error::BufferLength { what: "operators", expected: 0, got: 1 })
+        Err(Error::BufferLength {
+            what: "operators",
+            expected: 0,
+            got: 1
+        })
     ));
     assert!(matches!(
         Ldr::from_generators(4, 6, class, g.view(), g.view(), &[], Some(&[0.0; 4])),
-        Err(Error::BufferLength { what: "bias", expected: 6, got: 4 })
+        Err(Error::BufferLength {
+            what: "bias",
+            expected: 6,
+            got: 4
+        })
     ));
     let g7 = Array2::<f64>::zeros((7, 6));
     assert!(matches!(
@@ -434,22 +514,38 @@ fn bad_input_is_a_typed_error() {
         Ldr::toeplitz(&[1.0, 2.0], &[3.0]),
         Err(Error::InvalidArgument { what: "row", .. })
     ));
-    assert!(matches!(Ldr::<f64>::toeplitz(&[], &[1.0]), Err(Error::Zero { .. })));
+    assert!(matches!(
+        Ldr::<f64>::toeplitz(&[], &[1.0]),
+        Err(Error::Zero { .. })
+    ));
     let x = Array2::<f64>::zeros((3, 5));
-    assert!(matches!(m.apply(x.view()), Err(Error::Shape { what: "x", .. })));
+    assert!(matches!(
+        m.apply(x.view()),
+        Err(Error::Shape { what: "x", .. })
+    ));
     let mut y = Array2::<f64>::zeros((2, 6));
     assert!(matches!(
         m.apply_into(Array2::zeros((3, 4)).view(), y.view_mut()),
         Err(Error::Shape { what: "y", .. })
     ));
-    assert!(matches!(m.apply_transpose(x.view()), Err(Error::Shape { what: "y", .. })));
-    assert!(matches!(m.apply_adjoint(x.view()), Err(Error::Shape { what: "y", .. })));
+    assert!(matches!(
+        m.apply_transpose(x.view()),
+        Err(Error::Shape { what: "y", .. })
+    ));
+    assert!(matches!(
+        m.apply_adjoint(x.view()),
+        Err(Error::Shape { what: "y", .. })
+    ));
     let x = Array2::<f64>::zeros((3, 4));
     let dy = Array2::<f64>::zeros((3, 6));
     let mut g = vec![0.0; 41];
     assert_eq!(
         m.backward(x.view(), dy.view(), &mut g).unwrap_err(),
-        Error::BufferLength { what: "grads", expected: 42, got: 41 }
+        Error::BufferLength {
+            what: "grads",
+            expected: 42,
+            got: 41
+        }
     );
     let mut g = vec![0.0; 42];
     assert!(matches!(
@@ -472,7 +568,17 @@ fn large_maps_match_krylov_construction() {
 
 #[test]
 fn gradients_accumulate_and_empty_batches_are_fine() {
-    let m = random_ldr::<f64>(5, 7, LdrClass::Subdiagonal { corner: true, tied: true }, 2, true, 1);
+    let m = random_ldr::<f64>(
+        5,
+        7,
+        LdrClass::Subdiagonal {
+            corner: true,
+            tied: true,
+        },
+        2,
+        true,
+        1,
+    );
     let x = randn::<f64>(3, 5, 2);
     let dy = randn::<f64>(3, 7, 3);
     let mut g1 = vec![0.0; m.num_params()];
@@ -484,8 +590,9 @@ fn gradients_accumulate_and_empty_batches_are_fine() {
     let e = Array2::<f64>::zeros((0, 5));
     assert_eq!(m.apply(e.view()).unwrap().dim(), (0, 7));
     let mut g = vec![0.0; m.num_params()];
-    let dx = m.backward(e.view(), Array2::zeros((0, 7)).view(), &mut g).unwrap();
+    let dx = m
+        .backward(e.view(), Array2::zeros((0, 7)).view(), &mut g)
+        .unwrap();
     assert_eq!(dx.dim(), (0, 5));
     assert!(g.iter().all(|&v| v == 0.0));
 }
-

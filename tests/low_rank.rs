@@ -192,7 +192,12 @@ fn bad_ranks_and_blocks_are_typed_errors() {
 
 #[test]
 fn pixelfly_projection_is_consistent_and_improves_with_iterations() {
-    let cfg = PixelflyConfig { nblocks: 8, levels: 2, rank: 3, bias: false };
+    let cfg = PixelflyConfig {
+        nblocks: 8,
+        levels: 2,
+        rank: 3,
+        bias: false,
+    };
     // Exact on a sparse-only Pixelated Butterfly.
     let sparse_only = PixelflyConfig { rank: 0, ..cfg };
     let m = PixelatedButterfly::<f64>::random(32, 24, sparse_only, &mut rng(1)).unwrap();
@@ -204,8 +209,16 @@ fn pixelfly_projection_is_consistent_and_improves_with_iterations() {
     for iters in [1, 2, 5, 20] {
         let (p, err) = PixelatedButterfly::project(target.view(), cfg, iters).unwrap();
         let d = p.to_dense();
-        let direct = d.iter().zip(target.iter()).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-        assert!((direct - err).abs() < 1e-9 * direct.max(1.0), "reported {err}, actual {direct}");
+        let direct = d
+            .iter()
+            .zip(target.iter())
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            (direct - err).abs() < 1e-9 * direct.max(1.0),
+            "reported {err}, actual {direct}"
+        );
         assert!(err <= last + 1e-9, "{iters} iterations: {err} > {last}");
         last = err;
     }

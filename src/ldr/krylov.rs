@@ -11,12 +11,14 @@
 //!   of the subdiagonal between `m` and `i`. Splitting the index range in halves, the pairs
 //!   that cross the middle factor as `P(m, i) = L_m R_i` and form one convolution of `c` with
 //!   `v⊙L`: divide and conquer costs `O(n log² n)`; the wrap through the corner is one more
-//!   such product over the doubled range; small blocks use Horner's rule.
+//!   such product over the doubled range; blocks of at most [`LEAF`] indices are multiplied
+//!   as dense Krylov blocks (built by Horner's rule).
 //! - any other tridiagonal-with-corners operator: Horner's rule, `O(n²)`
 //!   ([`Band`](super::operators::Band)).
 
 use super::fft::{cis, grow, zero, Cx, FftFloat, Plan};
-use super::operators::{dot, Band, BandGrad, HornerWs, OpKind};
+use super::operators::{Band, BandGrad, HornerWs, OpKind};
+use super::simd;
 
 /// Blocks of at most this many indices are multiplied by Horner's rule.
 pub(crate) const LEAF: usize = 32;
@@ -53,26 +55,31 @@ impl<F: FftFloat> Default for Ws<F> {
 pub(crate) struct ShiftPlan<F: FftFloat> {
     pub n: usize,
     pub plan: Plan<F>,
-    /// `δ^j` (`f = −1`), else empty.
-    twist: Vec<Cx<F>>,
-    inv_len: F,
+    /// The twist `δ^j` (`δ = e^{iπ/n}` for `f = −1`, else 1).
+    pub twist: Vec<Cx<F>>,
+    /// `δ^{−j} / len`, undoing the twist and the unnormalised inverse DFT.
+    pub back: Vec<Cx<F>>,
 }
 
 impl<F: FftFloat> ShiftPlan<F> {
     pub fn new(n: usize, f: i8) -> Self {
         let len = if f == 0 { 2 * n } else { n };
-        let twist = if f == -1 {
-            (0..n)
-                .map(|j| cis(std::f64::consts::PI * j as f64 / n as f64))
-                .collect()
-        } else {
-            vec![]
-        };
+        let twist: Vec<Cx<F>> = (0..n)
+            .map(|j| {
+                if f == -1 {
+                    cis(std::f64::consts::PI * j as f64 / n as f64)
+                } else {
+                    cis(0.0)
+                }
+            })
+            .collect();
+        let inv = F::of(1.0 / len as f64);
+        let back = twist.iter().map(|t| t.conj() * inv).collect();
         Self {
             n,
             plan: Plan::new(len),
             twist,
-            inv_len: F::of(1.0 / len as f64),
+            back,
         }
     }
     pub fn len(&self) -> usize {
@@ -83,36 +90,26 @@ impl<F: FftFloat> ShiftPlan<F> {
     pub fn load(&self, x: &[Cx<F>], rev: bool, buf: &mut [Cx<F>]) {
         let n = self.n;
         if rev {
-            for j in 0..n {
-                buf[j] = x[n - 1 - j];
-            }
+            simd::mul_rev(&mut buf[..n], &x[..n], &self.twist);
         } else {
-            buf[..n].copy_from_slice(&x[..n]);
+            simd::mul(&mut buf[..n], &x[..n], &self.twist);
         }
-        if !self.twist.is_empty() {
-            for (b, &t) in buf[..n].iter_mut().zip(&self.twist) {
-                *b *= t;
-            }
-        }
-        for b in &mut buf[n..self.len()] {
-            *b = zero();
-        }
+        buf[n..self.len()].fill(zero());
     }
-    /// `out += S⁻¹`-tail of an inverse-transformed `buf` (`J`-reversed when `rev`), times `scale`.
+    /// `out += D⁻¹ buf[..n] / len` (`J`-reversed when `rev`) for an inverse-transformed `buf`.
     #[inline]
-    pub fn store_add(&self, buf: &[Cx<F>], rev: bool, scale: F, out: &mut [Cx<F>]) {
+    pub fn store_add(&self, buf: &mut [Cx<F>], rev: bool, out: &mut [Cx<F>]) {
         let n = self.n;
-        let s = self.inv_len * scale;
-        if self.twist.is_empty() {
-            for j in 0..n {
-                let jj = if rev { n - 1 - j } else { j };
-                out[jj] += buf[j] * s;
+        if rev {
+            let t = &mut buf[..n];
+            for (t, &b) in t.iter_mut().zip(&self.back) {
+                *t *= b;
+            }
+            for (o, &t) in out[..n].iter_mut().zip(t.iter().rev()) {
+                *o += t;
             }
         } else {
-            for j in 0..n {
-                let jj = if rev { n - 1 - j } else { j };
-                out[jj] += buf[j] * self.twist[j].conj() * s;
-            }
+            simd::mul_acc(&mut out[..n], &buf[..n], &self.back);
         }
     }
     /// `S v`.
@@ -130,6 +127,8 @@ impl<F: FftFloat> ShiftPlan<F> {
 struct Level<F: FftFloat> {
     len: usize,
     prods: Vec<Cx<F>>,
+    /// `prods / len` (used on right halves, folding in the inverse DFT's normalisation).
+    scaled: Vec<Cx<F>>,
     plan: Plan<F>,
 }
 
@@ -137,6 +136,8 @@ struct Level<F: FftFloat> {
 struct Corner<F: FftFloat> {
     lprod: Vec<Cx<F>>,
     rprod: Vec<Cx<F>>,
+    /// `rprod / len`.
+    rscaled: Vec<Cx<F>>,
     plan: Plan<F>,
 }
 
@@ -157,9 +158,13 @@ pub(crate) struct SubdiagPlan<F: FftFloat> {
 pub(crate) struct SubdiagVec<F: FftFloat> {
     v: Vec<Cx<F>>,
     spec: Vec<Vec<Cx<F>>>,
+    /// `spec` at negated frequencies, block by block (`ŝ[(L − ω) mod L]`).
+    spec_rev: Vec<Vec<Cx<F>>>,
     corner_spec: Vec<Cx<F>>,
-    /// Each leaf's dense Krylov block.
-    blocks: Vec<Cx<F>>,
+    corner_rev: Vec<Cx<F>>,
+    /// Each leaf's dense Krylov block, column-major and row-major.
+    cols: Vec<Cx<F>>,
+    rows: Vec<Cx<F>>,
 }
 
 impl<F: FftFloat> SubdiagPlan<F> {
@@ -190,9 +195,12 @@ impl<F: FftFloat> SubdiagPlan<F> {
                     prods[i] = acc;
                 }
             }
+            let inv = F::of(1.0 / len as f64);
+            let scaled = prods.iter().map(|&p| p * inv).collect();
             levels.push(Level {
                 len,
                 prods,
+                scaled,
                 plan: Plan::new(len),
             });
             len /= 2;
@@ -209,9 +217,12 @@ impl<F: FftFloat> SubdiagPlan<F> {
             for i in 1..n {
                 rprod[i] = rprod[i - 1] * s[i];
             }
+            let inv = F::of(1.0 / (2 * nn) as f64);
+            let rscaled = rprod.iter().map(|&p| p * inv).collect();
             Corner {
                 lprod,
                 rprod,
+                rscaled,
                 plan: Plan::new(2 * nn),
             }
         });
@@ -274,6 +285,11 @@ impl<F: FftFloat> SubdiagPlan<F> {
             lev.plan.forward(&mut buf, &mut ws.scratch);
             spec.push(buf);
         }
+        let spec_rev = spec
+            .iter()
+            .zip(&self.levels)
+            .map(|(sp, lev)| sp.chunks(lev.len).flat_map(negated).collect())
+            .collect();
         let corner_spec = match &self.corner {
             Some(c) => {
                 let mut buf = vec![zero(); c.plan.len];
@@ -285,26 +301,35 @@ impl<F: FftFloat> SubdiagPlan<F> {
             }
             None => vec![],
         };
-        // Each leaf's Krylov block K(M_leaf, v_leaf), row-major: column k is M_leaf^k v_leaf.
-        let mut blocks = vec![zero(); self.leaves.len() * leaf * leaf];
-        let mut p = vec![zero(); leaf];
+        // Each leaf's Krylov block K(M_leaf, v_leaf) (column k is M_leaf^k v_leaf), stored
+        // column-major for `fwd` and row-major for `tr` so both loops are axpys.
+        let bs = leaf * leaf;
+        let mut cols = vec![zero(); self.leaves.len() * bs];
+        let mut rows = vec![zero(); self.leaves.len() * bs];
         let mut q = vec![zero(); leaf];
         for (j, band) in self.leaves.iter().enumerate() {
-            let blk = &mut blocks[j * leaf * leaf..(j + 1) * leaf * leaf];
-            p.copy_from_slice(&vp[j * leaf..(j + 1) * leaf]);
+            let cb = &mut cols[j * bs..(j + 1) * bs];
+            cb[..leaf].copy_from_slice(&vp[j * leaf..(j + 1) * leaf]);
+            for k in 1..leaf {
+                band.apply_axpy(&cb[(k - 1) * leaf..k * leaf], zero(), &vp, &mut q);
+                cb[k * leaf..(k + 1) * leaf].copy_from_slice(&q);
+            }
+            let rb = &mut rows[j * bs..(j + 1) * bs];
             for k in 0..leaf {
                 for i in 0..leaf {
-                    blk[i * leaf + k] = p[i];
+                    rb[i * leaf + k] = cb[k * leaf + i];
                 }
-                band.apply_axpy(&p, zero(), &p, &mut q);
-                std::mem::swap(&mut p, &mut q);
             }
         }
+        let corner_rev = negated(&corner_spec).collect();
         SubdiagVec {
             v: vp,
             spec,
+            spec_rev,
             corner_spec,
-            blocks,
+            corner_rev,
+            cols,
+            rows,
         }
     }
 
@@ -329,49 +354,43 @@ impl<F: FftFloat> SubdiagPlan<F> {
         self.pad(c, &mut ce);
         grow(&mut ws.a, self.buf_len());
         grow(&mut ws.b, self.buf_len());
-        // Pairs inside a leaf: the lower-triangular block times c.
+        // Pairs inside a leaf: the lower-triangular block times c, column by column.
         for j in 0..self.leaves.len() {
             let lo = j * leaf;
-            let blk = &pv.blocks[j * leaf * leaf..(j + 1) * leaf * leaf];
-            for i in 0..leaf.min(n - lo) {
-                out[lo + i] += dot(&blk[i * leaf..i * leaf + i + 1], &ce[..i + 1]);
+            let hi = leaf.min(n - lo);
+            let blk = &pv.cols[j * leaf * leaf..(j + 1) * leaf * leaf];
+            let o = &mut out[lo..lo + hi];
+            for (k, &ck) in ce[..hi].iter().enumerate() {
+                simd::axpy(&mut o[k..], ck, &blk[k * leaf + k..k * leaf + hi]);
             }
         }
         // Pairs crossing the middle of a block: every block's convolution in one batch.
         for (lev, spec) in self.levels.iter().zip(&pv.spec) {
             let (len, h) = (lev.len, lev.len / 2);
             let k = self.active(len) * len;
-            let inv = F::of(1.0 / len as f64);
             let cf = &mut ws.a[..len];
             cf.copy_from_slice(&ce[..len]);
             lev.plan.forward(cf, &mut ws.scratch);
             let t = &mut ws.b[..k];
             for (tb, sb) in t.chunks_mut(len).zip(spec.chunks(len)) {
-                for ((t, &x), &y) in tb.iter_mut().zip(cf.iter()).zip(sb) {
-                    *t = x * y;
-                }
+                simd::mul(tb, cf, sb);
             }
             lev.plan.inverse(t, &mut ws.scratch);
             for lo in (0..k).step_by(len) {
-                for i in lo + h..n.min(lo + len) {
-                    out[i] += lev.prods[i] * t[i] * inv;
-                }
+                let r = lo + h..n.min(lo + len);
+                simd::mul_acc(&mut out[r.clone()], &lev.scaled[r.clone()], &t[r]);
             }
         }
         // Paths through the corner.
         if let Some(cn) = &self.corner {
             let len = cn.plan.len;
-            let inv = F::of(1.0 / len as f64);
             let t = &mut ws.a[..len];
             t.copy_from_slice(&ce[..len]);
             cn.plan.forward(t, &mut ws.scratch);
-            for (x, &y) in t.iter_mut().zip(&pv.corner_spec) {
-                *x *= y;
-            }
-            cn.plan.inverse(t, &mut ws.scratch);
-            for i in 0..n {
-                out[i] += cn.rprod[i] * t[n + i] * inv;
-            }
+            let b = &mut ws.b[..len];
+            simd::mul(b, t, &pv.corner_spec);
+            cn.plan.inverse(b, &mut ws.scratch);
+            simd::mul_acc(&mut out[..n], &cn.rscaled, &b[n..2 * n]);
         }
         ws.e = ce;
     }
@@ -383,65 +402,56 @@ impl<F: FftFloat> SubdiagPlan<F> {
         self.pad(u, &mut ue);
         grow(&mut ws.a, self.buf_len());
         grow(&mut ws.b, self.buf_len());
-        // Leaves: u_leafᵀ times the block, lag k = i − m.
+        // Leaves: u_leafᵀ times the block, row by row (lag k = i − m).
         let acc = &mut ws.a[..leaf];
         acc.fill(zero());
         for j in 0..self.leaves.len() {
             let lo = j * leaf;
-            let blk = &pv.blocks[j * leaf * leaf..(j + 1) * leaf * leaf];
+            let blk = &pv.rows[j * leaf * leaf..(j + 1) * leaf * leaf];
             for i in 0..leaf.min(n - lo) {
-                let ui = ue[lo + i];
-                for (a, &b) in acc[..i + 1].iter_mut().zip(&blk[i * leaf..i * leaf + i + 1]) {
-                    *a += ui * b;
-                }
+                simd::axpy(
+                    &mut acc[..i + 1],
+                    ue[lo + i],
+                    &blk[i * leaf..i * leaf + i + 1],
+                );
             }
         }
         for (o, &a) in out[..n.min(leaf)].iter_mut().zip(acc.iter()) {
             *o += a;
         }
-        for (lev, spec) in self.levels.iter().zip(&pv.spec) {
+        // Crossing pairs: the correlations of (v ⊙ L) with (u ⊙ R), summed over a level's
+        // blocks in the frequency domain.
+        for (lev, spec_rev) in self.levels.iter().zip(&pv.spec_rev) {
             let (len, h) = (lev.len, lev.len / 2);
             let k = self.active(len) * len;
-            let inv = F::of(1.0 / len as f64);
             let b = &mut ws.b[..k];
             for lo in (0..k).step_by(len) {
                 b[lo..lo + h].fill(zero());
-                for i in lo + h..lo + len {
-                    b[i] = ue[i] * lev.prods[i];
-                }
+                let r = lo + h..lo + len;
+                simd::mul(&mut b[r.clone()], &ue[r.clone()], &lev.scaled[r]);
             }
             lev.plan.forward(b, &mut ws.scratch);
             let acc = &mut ws.a[..len];
             acc.fill(zero());
-            for (bb, sp) in b.chunks(len).zip(spec.chunks(len)) {
-                acc[0] += sp[0] * bb[0];
-                for w in 1..len {
-                    acc[w] += sp[len - w] * bb[w];
-                }
+            for (bb, sp) in b.chunks(len).zip(spec_rev.chunks(len)) {
+                simd::mul_acc(acc, sp, bb);
             }
             lev.plan.inverse(acc, &mut ws.scratch);
-            for k in 1..n.min(len) {
-                out[k] += acc[k] * inv;
+            for (o, &a) in out[1..n.min(len)].iter_mut().zip(&acc[1..]) {
+                *o += a;
             }
         }
         if let Some(cn) = &self.corner {
             let len = cn.plan.len;
-            let inv = F::of(1.0 / len as f64);
             let b = &mut ws.b[..len];
             b.fill(zero());
-            for i in 0..n {
-                b[n + i] = ue[i] * cn.rprod[i];
-            }
+            simd::mul(&mut b[n..2 * n], &ue[..n], &cn.rscaled);
             cn.plan.forward(b, &mut ws.scratch);
-            let sp = &pv.corner_spec;
             let acc = &mut ws.a[..len];
-            acc[0] = sp[0] * b[0];
-            for w in 1..len {
-                acc[w] = sp[len - w] * b[w];
-            }
+            simd::mul(acc, &pv.corner_rev, b);
             cn.plan.inverse(acc, &mut ws.scratch);
-            for k in 1..n {
-                out[k] += acc[k] * inv;
+            for (o, &a) in out[1..n].iter_mut().zip(&acc[1..]) {
+                *o += a;
             }
         }
         ws.e = ue;
@@ -589,6 +599,13 @@ impl<F: FftFloat> SubdiagPlan<F> {
     }
 }
 
+/// The spectrum at negated frequencies, `x̂[(L − ω) mod L]` (the spectrum of `x` reversed
+/// cyclically), turning a correlation into a product.
+fn negated<F: FftFloat>(x: &[Cx<F>]) -> impl Iterator<Item = Cx<F>> + '_ {
+    let l = x.len();
+    (0..l).map(move |w| x[(l - w) % l])
+}
+
 /// One Krylov operator prepared for a call: the algorithm is chosen by its kind.
 pub(crate) enum OpPlan<F: FftFloat> {
     Shift(ShiftPlan<F>),
@@ -638,7 +655,7 @@ impl<F: FftFloat> OpPlan<F> {
                     *x *= y;
                 }
                 s.plan.inverse(t, &mut ws.scratch);
-                s.store_add(t, false, F::one(), out);
+                s.store_add(t, false, out);
             }
             (OpPlan::Subdiag(s), Prepared::Subdiag(v)) => s.fwd(v, c, out, ws),
             (OpPlan::Band(b), Prepared::Plain(v)) => b.krylov_fwd(v, c, out, &mut ws.horner),
@@ -658,7 +675,7 @@ impl<F: FftFloat> OpPlan<F> {
                     *x *= y;
                 }
                 s.plan.inverse(t, &mut ws.scratch);
-                s.store_add(t, true, F::one(), out);
+                s.store_add(t, true, out);
             }
             (OpPlan::Subdiag(s), Prepared::Subdiag(v)) => s.tr(v, u, out, ws),
             (OpPlan::Band(b), Prepared::Plain(v)) => b.krylov_tr(v, u, out, &mut ws.horner),
@@ -694,7 +711,7 @@ impl<F: FftFloat> OpPlan<F> {
                         *x *= y;
                     }
                     s.plan.inverse(t, &mut ws.scratch);
-                    s.store_add(t, true, F::one(), dv);
+                    s.store_add(t, true, dv);
                 }
             }
             (OpPlan::Subdiag(s), Prepared::Subdiag(v)) => s.grad(v, us, cs, dv, g, ws),
@@ -707,6 +724,7 @@ impl<F: FftFloat> OpPlan<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ldr::operators::dot;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -750,8 +768,8 @@ mod tests {
         let mut k = vec![vec![zero(); n]; n];
         let mut p = v.to_vec();
         for col in 0..n {
-            for i in 0..n {
-                k[i][col] = p[i];
+            for (row, &pi) in k.iter_mut().zip(&p) {
+                row[col] = pi;
             }
             p = (0..n).map(|i| dot(&m[i], &p)).collect();
         }
@@ -791,10 +809,18 @@ mod tests {
             .collect();
         let mut got = vec![zero(); n];
         plan.fwd(&pv, &c, &mut got, &mut ws);
-        assert!(err(&got, &want_fwd) < 1e-10, "{kind:?} n={n} fwd {}", err(&got, &want_fwd));
+        assert!(
+            err(&got, &want_fwd) < 1e-10,
+            "{kind:?} n={n} fwd {}",
+            err(&got, &want_fwd)
+        );
         let mut got = vec![zero(); n];
         plan.tr(&pv, &u, &mut got, &mut ws);
-        assert!(err(&got, &want_tr) < 1e-10, "{kind:?} n={n} tr {}", err(&got, &want_tr));
+        assert!(
+            err(&got, &want_tr) < 1e-10,
+            "{kind:?} n={n} tr {}",
+            err(&got, &want_tr)
+        );
         // Gradients against complex-step-free central differences of the holomorphic Φ
         // (a derivative along a real direction equals the complex derivative).
         let u2 = rvec(&mut rng, n, 1.0);
@@ -810,7 +836,10 @@ mod tests {
             vp[j] += h;
             vm[j] -= h;
             let fd = (total(&band, &vp) - total(&band, &vm)) / (2.0 * h);
-            assert!((fd - dv[j]).norm() < 1e-6 * (1.0 + fd.norm()), "{kind:?} n={n} dv[{j}]");
+            assert!(
+                (fd - dv[j]).norm() < 1e-6 * (1.0 + fd.norm()),
+                "{kind:?} n={n} dv[{j}]"
+            );
         }
         let np = kind.num_params(n);
         let mut gp = vec![zero(); np];

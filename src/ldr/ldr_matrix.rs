@@ -3,6 +3,7 @@
 use super::fft::{from_cx, to_cx, zero, Cx, FftFloat};
 use super::krylov::{OpPlan, Prepared, ShiftPlan, Ws, LEAF};
 use super::operators::{BandGrad, LdrClass, OpKind};
+use super::simd;
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};
 use crate::error::{Error, Result};
 use crate::linear_map::{dense_via_transpose, Differentiable, LinearMap};
@@ -312,7 +313,8 @@ impl<T: Scalar> Ldr<T> {
         let a = OpPlan::new(ka, n, &ops[..pa], LEAF);
         let b = OpPlan::new(kb, n, pb, LEAF);
         let mut ws = Ws::default();
-        let cvt = |row: ndarray::ArrayView1<T>| -> Vec<Cx<F>> { row.iter().map(|&v| to_cx(v)).collect() };
+        let cvt =
+            |row: ndarray::ArrayView1<T>| -> Vec<Cx<F>> { row.iter().map(|&v| to_cx(v)).collect() };
         let g = self.g();
         let h = self.h();
         let ga = (0..self.rank)
@@ -547,8 +549,11 @@ fn fused_shift<F: FftFloat>(
     let n = p.n;
     let rows = inp.len() / n;
     let (lp, lq) = (p.len(), q.len());
-    let one = F::one();
     ws.resize(rows, lp, lq, n);
+    // From q's inverse transform to p's input: J, the twists and 1/lq in one factor.
+    for (j, c) in ws.comb.iter_mut().enumerate() {
+        *c = q.back[n - 1 - j] * p.twist[j];
+    }
     for (x, b) in inp.chunks(n).zip(ws.xq.chunks_mut(lq)) {
         q.load(x, true, b);
     }
@@ -556,26 +561,21 @@ fn fused_shift<F: FftFloat>(
     ws.acc.fill(zero());
     for (su, sw) in pu.iter().zip(qw) {
         for (t, x) in ws.tq.chunks_mut(lq).zip(ws.xq.chunks(lq)) {
-            for ((t, &x), &w) in t.iter_mut().zip(x).zip(sw.iter()) {
-                *t = x * w;
-            }
+            simd::mul(t, x, sw);
         }
         q.plan.inverse(&mut ws.tq, &mut ws.scratch);
         for (t, b) in ws.tq.chunks(lq).zip(ws.bp.chunks_mut(lp)) {
-            ws.mid.fill(zero());
-            q.store_add(t, true, one, &mut ws.mid);
-            p.load(&ws.mid, false, b);
+            simd::mul_rev(&mut b[..n], &t[..n], &ws.comb);
+            b[n..].fill(zero());
         }
         p.plan.forward(&mut ws.bp, &mut ws.scratch);
         for (a, b) in ws.acc.chunks_mut(lp).zip(ws.bp.chunks(lp)) {
-            for ((a, &b), &u) in a.iter_mut().zip(b).zip(su.iter()) {
-                *a += b * u;
-            }
+            simd::mul_acc(a, b, su);
         }
     }
     p.plan.inverse(&mut ws.acc, &mut ws.scratch);
     for (a, o) in ws.acc.chunks(lp).zip(out.chunks_mut(n)) {
-        p.store_add(a, false, one, o);
+        simd::mul_acc(o, &a[..n], &p.back);
     }
 }
 
@@ -585,7 +585,7 @@ struct FusedWs<F: FftFloat> {
     tq: Vec<Cx<F>>,
     bp: Vec<Cx<F>>,
     acc: Vec<Cx<F>>,
-    mid: Vec<Cx<F>>,
+    comb: Vec<Cx<F>>,
     scratch: Vec<Cx<F>>,
 }
 
@@ -596,7 +596,7 @@ impl<F: FftFloat> FusedWs<F> {
             tq: vec![],
             bp: vec![],
             acc: vec![],
-            mid: vec![],
+            comb: vec![],
             scratch: vec![],
         }
     }
@@ -605,7 +605,7 @@ impl<F: FftFloat> FusedWs<F> {
         self.tq.resize(rows * lq, zero());
         self.bp.resize(rows * lp, zero());
         self.acc.resize(rows * lp, zero());
-        self.mid.resize(n, zero());
+        self.comb.resize(n, zero());
     }
 }
 
@@ -700,8 +700,14 @@ impl<F: FftFloat> Ctx<F> {
             let ts: Vec<&[Cx<F>]> = t.chunks(n).collect();
             let dts: Vec<&[Cx<F>]> = dt.chunks(n).collect();
             let gi = i * n..(i + 1) * n;
-            self.a
-                .grad(&self.ga[i], &us, &ts, &mut acc.g[gi.clone()], &mut acc.opa, ws);
+            self.a.grad(
+                &self.ga[i],
+                &us,
+                &ts,
+                &mut acc.g[gi.clone()],
+                &mut acc.opa,
+                ws,
+            );
             self.b
                 .grad(&self.hb[i], &xs, &dts, &mut acc.h[gi], &mut acc.opb, ws);
         }
@@ -716,7 +722,9 @@ impl<F: FftFloat> Ctx<F> {
                 OpPlan::Shift(s) => 2 * fft(s.len()) + 8 * s.len(),
                 OpPlan::Subdiag(s) => s.flops(),
                 OpPlan::Band(b) => {
-                    let w = b.sub.is_some() as usize + b.diag.is_some() as usize + b.sup.is_some() as usize;
+                    let w = b.sub.is_some() as usize
+                        + b.diag.is_some() as usize
+                        + b.sup.is_some() as usize;
                     8 * (w + 1) * b.n * b.n
                 }
             }

@@ -8,6 +8,7 @@ mod fft;
 mod krylov;
 mod ldr_matrix;
 mod operators;
+mod simd;
 
 pub use ldr_matrix::{Ldr, LdrConfig};
 pub use operators::LdrClass;

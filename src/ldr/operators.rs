@@ -50,9 +50,12 @@ impl LdrClass {
             LdrClass::Subdiagonal { corner, tied } => {
                 (Subdiagonal { corner }, Subdiagonal { corner }, false, tied)
             }
-            LdrClass::Tridiagonal { corners, tied } => {
-                (Tridiagonal { corners }, Tridiagonal { corners }, false, tied)
-            }
+            LdrClass::Tridiagonal { corners, tied } => (
+                Tridiagonal { corners },
+                Tridiagonal { corners },
+                false,
+                tied,
+            ),
         }
     }
 }
@@ -329,8 +332,8 @@ impl<F: FftFloat> Band<F> {
         resize(&mut ws.a, n);
         resize(&mut ws.b, n);
         ws.a.copy_from_slice(&v[..n]);
-        for k in 0..n {
-            out[k] += dot(&u[..n], &ws.a);
+        for (k, o) in out[..n].iter_mut().enumerate() {
+            *o += dot(&u[..n], &ws.a);
             if k + 1 < n {
                 self.apply_axpy(&ws.a, zero(), v, &mut ws.b);
                 std::mem::swap(&mut ws.a, &mut ws.b);

@@ -1,0 +1,400 @@
+//! [`MonarchFft`]: the DFT of size `M = f₁·f₂⋯f_r` as a product of block-diagonal dense DFT
+//! blocks and twiddle diagonals (the four-step / Monarch factorisation
+//! `F_M = P (I ⊗ F_{f₁}) Pᵀ D (I ⊗ F_{M/f₁}) P`, applied recursively; Dao et al., *Monarch*,
+//! ICML 2022; Fu et al., *FlashFFTConv*, 2023), computed as batched small complex GEMMs.
+//!
+//! The output is left in digit-reversed order (slot `p` holds frequency `freq_at(p)`), which is
+//! all a convolution needs; the inverse takes that order back to natural order. The blocks are
+//! plain matrices, so they can be learned (the long-conv paper's learned butterfly).
+
+use super::long_conv::HalfTransform;
+use super::{fr, ConvFloat};
+use crate::error::{Error, Result};
+use ndarray::{ArrayView2, ArrayViewMut2};
+use num_complex::Complex;
+use rand::Rng;
+
+/// Smallest and largest supported complex sizes: `2^7 … 2^21` (real convolution FFT sizes
+/// `N = 2^8 … 2^22`, i.e. 256 … 4M). Below 128 a transform is one block and nothing is gained
+/// over a single dense matmul or rustfft; above 2^21 points the f32 round-off of the
+/// recursively multiplied twiddles no longer meets the 1e-5 accuracy target with margin, and
+/// the per-signal scratch (one buffer per level) outgrows the caches this design targets.
+pub const MIN_LOG2: u32 = 7;
+/// See [`MIN_LOG2`].
+pub const MAX_LOG2: u32 = 21;
+
+/// Which set of blocks: those of the forward transform or of the inverse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockSet {
+    Forward,
+    Inverse,
+}
+
+/// The Monarch-factored complex DFT of a power-of-two size in `2^7 … 2^21`.
+#[derive(Clone, Debug)]
+pub struct MonarchFft<T: ConvFloat> {
+    m: usize,
+    factors: Vec<usize>,
+    /// `M_i = f_i·f_{i+1}⋯f_r`, the sub-problem size at level `i`.
+    sub: Vec<usize>,
+    fwd: Vec<Vec<Complex<T>>>,
+    inv: Vec<Vec<Complex<T>>>,
+    tw: Vec<Vec<Complex<T>>>,
+    freq_at: Vec<u32>,
+    pos_of: Vec<u32>,
+}
+
+fn omega(num: usize, den: usize, sign: f64) -> Complex<f64> {
+    let a = sign * 2.0 * std::f64::consts::PI * ((num % den) as f64) / den as f64;
+    Complex::new(a.cos(), a.sin())
+}
+
+fn c<T: ConvFloat>(z: Complex<f64>) -> Complex<T> {
+    Complex::new(fr::<T>(z.re), fr::<T>(z.im))
+}
+
+/// Split `e` (the log₂ size) into `max(2, ⌊e/4⌋)` parts as equal as possible, larger first:
+/// blocks of 16 where possible, 8 … 64 otherwise.
+fn split_log2(e: u32) -> Vec<u32> {
+    let r = (e / 4).max(2);
+    let (q, rem) = (e / r, e % r);
+    (0..r).map(|i| q + u32::from(i < rem)).collect()
+}
+
+impl<T: ConvFloat> MonarchFft<T> {
+    /// The exact DFT of size `m` (a power of two in `2^7 … 2^21`).
+    pub fn new(m: usize) -> Result<Self> {
+        if !m.is_power_of_two() || !((1 << MIN_LOG2)..=(1 << MAX_LOG2)).contains(&m) {
+            return Err(Error::InvalidArgument {
+                what: "fft size",
+                message: format!(
+                    "must be a power of two in {} ..= {}, got {m}",
+                    1usize << MIN_LOG2,
+                    1usize << MAX_LOG2
+                ),
+            });
+        }
+        let factors: Vec<usize> = split_log2(m.trailing_zeros())
+            .into_iter()
+            .map(|e| 1usize << e)
+            .collect();
+        let r = factors.len();
+        let mut sub = vec![1usize; r];
+        let mut acc = 1;
+        for i in (0..r).rev() {
+            acc *= factors[i];
+            sub[i] = acc;
+        }
+        let fwd: Vec<Vec<Complex<T>>> = factors
+            .iter()
+            .map(|&f| {
+                (0..f * f)
+                    .map(|idx| c(omega((idx / f) * (idx % f), f, -1.0)))
+                    .collect()
+            })
+            .collect();
+        let inv = fwd
+            .iter()
+            .map(|b| b.iter().map(|z| z.conj()).collect())
+            .collect();
+        let tw = (0..r)
+            .map(|i| {
+                if i + 1 == r {
+                    return Vec::new();
+                }
+                let mp = sub[i] / factors[i];
+                (0..sub[i])
+                    .map(|idx| c(omega((idx / mp) * (idx % mp), sub[i], -1.0)))
+                    .collect()
+            })
+            .collect();
+        // freq_i(k1·mp + p') = k1 + f_i·freq_{i+1}(p'), the last level in natural order.
+        let mut freq: Vec<u32> = (0..factors[r - 1] as u32).collect();
+        for i in (0..r - 1).rev() {
+            let (f, mp) = (factors[i], sub[i] / factors[i]);
+            let mut next = vec![0u32; sub[i]];
+            for (p, o) in next.iter_mut().enumerate() {
+                *o = (p / mp) as u32 + (f as u32) * freq[p % mp];
+            }
+            freq = next;
+        }
+        let mut pos_of = vec![0u32; m];
+        for (p, &k) in freq.iter().enumerate() {
+            pos_of[k as usize] = p as u32;
+        }
+        Ok(MonarchFft {
+            m,
+            factors,
+            sub,
+            fwd,
+            inv,
+            tw,
+            freq_at: freq,
+            pos_of,
+        })
+    }
+
+    /// The transform size `M`.
+    pub fn len(&self) -> usize {
+        self.m
+    }
+
+    /// Never empty; present for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The block sizes `f₁, …, f_r` (product `M`).
+    pub fn factors(&self) -> &[usize] {
+        &self.factors
+    }
+
+    /// Block `level` (`f × f`, row-major) of the forward or inverse transform.
+    pub fn block(&self, set: BlockSet, level: usize) -> Option<ArrayView2<'_, Complex<T>>> {
+        let f = *self.factors.get(level)?;
+        let b = match set {
+            BlockSet::Forward => &self.fwd[level],
+            BlockSet::Inverse => &self.inv[level],
+        };
+        ArrayView2::from_shape((f, f), b).ok()
+    }
+
+    /// Mutable view of a block (its shape cannot change).
+    pub fn block_mut(
+        &mut self,
+        set: BlockSet,
+        level: usize,
+    ) -> Option<ArrayViewMut2<'_, Complex<T>>> {
+        let f = *self.factors.get(level)?;
+        let b = match set {
+            BlockSet::Forward => &mut self.fwd[level],
+            BlockSet::Inverse => &mut self.inv[level],
+        };
+        ArrayViewMut2::from_shape((f, f), b).ok()
+    }
+
+    /// Add `N(0, std²)` complex noise (scaled by the block's DFT magnitude 1) to every block.
+    pub fn perturb<R: Rng + ?Sized>(&mut self, std: f64, rng: &mut R) {
+        for b in self.fwd.iter_mut().chain(self.inv.iter_mut()) {
+            for z in b.iter_mut() {
+                *z += c(<Complex<f64> as crate::Scalar>::randn(rng, std));
+            }
+        }
+    }
+
+    /// Number of block parameters (complex entries), forward and inverse together.
+    pub fn num_block_params(&self) -> usize {
+        2 * self.factors.iter().map(|f| f * f).sum::<usize>()
+    }
+
+    /// Slot `p` of the digit-reversed output holds frequency `freq_at(p)`.
+    pub fn freq_at(&self, p: usize) -> usize {
+        self.freq_at[p] as usize
+    }
+
+    /// The forward DFT `X[k] = Σ_n x[n] ω_M^{kn}` in natural order (through the blocks).
+    pub fn forward(&self, x: &[Complex<T>]) -> Result<Vec<Complex<T>>> {
+        crate::error::check_len("x", x.len(), self.m)?;
+        let mut buf = x.to_vec();
+        let mut tmp = vec![Complex::new(T::zero(), T::zero()); self.m];
+        self.forward_permuted(&mut buf, &mut tmp, None);
+        Ok((0..self.m).map(|k| buf[self.pos_of[k] as usize]).collect())
+    }
+
+    /// The unnormalised inverse `x[n] = Σ_k X[k] ω_M^{−kn}` from natural order.
+    pub fn inverse(&self, x: &[Complex<T>]) -> Result<Vec<Complex<T>>> {
+        crate::error::check_len("x", x.len(), self.m)?;
+        let mut buf: Vec<Complex<T>> = (0..self.m).map(|p| x[self.freq_at(p)]).collect();
+        let mut tmp = vec![Complex::new(T::zero(), T::zero()); self.m];
+        self.inverse_permuted(&mut buf, &mut tmp, None);
+        Ok(buf)
+    }
+
+    fn blocks(&self, set: BlockSet) -> &[Vec<Complex<T>>] {
+        match set {
+            BlockSet::Forward => &self.fwd,
+            BlockSet::Inverse => &self.inv,
+        }
+    }
+
+    /// `x ← (I ⊗ B_level) x` on each sub-problem of level `level`.
+    fn mult(&self, level: usize, mat: &[Complex<T>], x: &mut [Complex<T>], tmp: &mut [Complex<T>]) {
+        let f = self.factors[level];
+        let mi = self.sub[level];
+        let mp = mi / f;
+        let b = faer::MatRef::from_row_major_slice(mat, f, f);
+        if mp == 1 {
+            let s = self.m / f;
+            let xr = faer::MatRef::from_row_major_slice(x, s, f);
+            let yr = faer::MatMut::from_row_major_slice_mut(tmp, s, f);
+            T::cgemm(yr, xr, false, b.transpose(), false, false);
+        } else {
+            for (xs, ts) in x.chunks(mi).zip(tmp.chunks_mut(mi)) {
+                let xr = faer::MatRef::from_row_major_slice(xs, f, mp);
+                let yr = faer::MatMut::from_row_major_slice_mut(ts, f, mp);
+                T::cgemm(yr, b, false, xr, false, false);
+            }
+        }
+        x.copy_from_slice(tmp);
+    }
+
+    /// Backward of [`mult`](Self::mult): `g` holds `∂L/∂y` on entry and `∂L/∂x` on exit;
+    /// `dmat += Σ_s G_s x_sᴴ`.
+    fn mult_backward(
+        &self,
+        level: usize,
+        mat: &[Complex<T>],
+        x_in: &[Complex<T>],
+        g: &mut [Complex<T>],
+        dmat: &mut [Complex<T>],
+        tmp: &mut [Complex<T>],
+    ) {
+        let f = self.factors[level];
+        let mi = self.sub[level];
+        let mp = mi / f;
+        let b = faer::MatRef::from_row_major_slice(mat, f, f);
+        if mp == 1 {
+            let s = self.m / f;
+            let xr = faer::MatRef::from_row_major_slice(x_in, s, f);
+            let gr = faer::MatRef::from_row_major_slice(g, s, f);
+            // Y = X Bᵀ: dB += Gᵀ X̄, dX = G B̄.
+            let db = faer::MatMut::from_row_major_slice_mut(dmat, f, f);
+            T::cgemm(db, gr.transpose(), false, xr, true, true);
+            let tr = faer::MatMut::from_row_major_slice_mut(tmp, s, f);
+            T::cgemm(tr, gr, false, b, true, false);
+        } else {
+            for ((xs, gs), ts) in x_in.chunks(mi).zip(g.chunks(mi)).zip(tmp.chunks_mut(mi)) {
+                let xr = faer::MatRef::from_row_major_slice(xs, f, mp);
+                let gr = faer::MatRef::from_row_major_slice(gs, f, mp);
+                let db = faer::MatMut::from_row_major_slice_mut(dmat, f, f);
+                T::cgemm(db, gr, false, xr.transpose(), true, true);
+                let tr = faer::MatMut::from_row_major_slice_mut(ts, f, mp);
+                T::cgemm(tr, b.transpose(), true, gr, false, false);
+            }
+        }
+        g.copy_from_slice(tmp);
+    }
+
+    fn twiddle(&self, level: usize, x: &mut [Complex<T>], conj: bool) {
+        let tw = &self.tw[level];
+        for xs in x.chunks_mut(tw.len()) {
+            if conj {
+                xs.iter_mut().zip(tw).for_each(|(a, w)| *a *= w.conj());
+            } else {
+                xs.iter_mut().zip(tw).for_each(|(a, &w)| *a *= w);
+            }
+        }
+    }
+
+    /// Forward transform in place into digit-reversed order; `rec` (one buffer per level)
+    /// receives each level's block input for [`forward_backward`](Self::forward_backward).
+    pub(crate) fn forward_permuted(
+        &self,
+        x: &mut [Complex<T>],
+        tmp: &mut [Complex<T>],
+        mut rec: Option<&mut [Vec<Complex<T>>]>,
+    ) {
+        let r = self.factors.len();
+        for i in 0..r {
+            if let Some(rc) = rec.as_deref_mut() {
+                rc[i].copy_from_slice(x);
+            }
+            self.mult(i, &self.fwd[i], x, tmp);
+            if i + 1 < r {
+                self.twiddle(i, x, false);
+            }
+        }
+    }
+
+    /// Inverse transform (unnormalised, through the inverse blocks) from digit-reversed order
+    /// to natural order, recording each level's block input in `rec`.
+    pub(crate) fn inverse_permuted(
+        &self,
+        x: &mut [Complex<T>],
+        tmp: &mut [Complex<T>],
+        mut rec: Option<&mut [Vec<Complex<T>>]>,
+    ) {
+        let r = self.factors.len();
+        for i in (0..r).rev() {
+            if i + 1 < r {
+                self.twiddle(i, x, true);
+            }
+            if let Some(rc) = rec.as_deref_mut() {
+                rc[i].copy_from_slice(x);
+            }
+            self.mult(i, &self.inv[i], x, tmp);
+        }
+    }
+
+    /// Backward of [`forward_permuted`](Self::forward_permuted): `g` goes from `∂L/∂X` to
+    /// `∂L/∂x`; block gradients are added to `dblocks` (one `f×f` buffer per level).
+    pub(crate) fn forward_backward(
+        &self,
+        rec: &[Vec<Complex<T>>],
+        g: &mut [Complex<T>],
+        dblocks: &mut [Vec<Complex<T>>],
+        tmp: &mut [Complex<T>],
+    ) {
+        let r = self.factors.len();
+        for i in (0..r).rev() {
+            if i + 1 < r {
+                self.twiddle(i, g, true);
+            }
+            self.mult_backward(i, &self.fwd[i], &rec[i], g, &mut dblocks[i], tmp);
+        }
+    }
+
+    /// Backward of [`inverse_permuted`](Self::inverse_permuted).
+    pub(crate) fn inverse_backward(
+        &self,
+        rec: &[Vec<Complex<T>>],
+        g: &mut [Complex<T>],
+        dblocks: &mut [Vec<Complex<T>>],
+        tmp: &mut [Complex<T>],
+    ) {
+        let r = self.factors.len();
+        for i in 0..r {
+            self.mult_backward(i, &self.inv[i], &rec[i], g, &mut dblocks[i], tmp);
+            if i + 1 < r {
+                self.twiddle(i, g, false);
+            }
+        }
+    }
+
+    /// Zeroed gradient buffers, one `f×f` block per level.
+    pub(crate) fn zero_blocks(&self) -> Vec<Vec<Complex<T>>> {
+        self.factors
+            .iter()
+            .map(|&f| vec![Complex::new(T::zero(), T::zero()); f * f])
+            .collect()
+    }
+
+    pub(crate) fn num_levels(&self) -> usize {
+        self.factors.len()
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn block_slices(&self, set: BlockSet) -> &[Vec<Complex<T>>] {
+        self.blocks(set)
+    }
+}
+
+impl<T: ConvFloat> HalfTransform<T> for MonarchFft<T> {
+    fn scratch_len(&self) -> usize {
+        self.m
+    }
+    fn forward(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
+        self.forward_permuted(z, scratch, None);
+    }
+    fn inverse(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
+        self.inverse_permuted(z, scratch, None);
+    }
+    #[inline(always)]
+    fn freq_at(&self, p: usize) -> usize {
+        self.freq_at[p] as usize
+    }
+    #[inline(always)]
+    fn pos_of(&self, k: usize) -> usize {
+        self.pos_of[k] as usize
+    }
+}

@@ -1,0 +1,673 @@
+//! Learned permutations (Dao et al., *Learning Fast Algorithms for Linear Transforms Using
+//! Butterfly Factorizations*, ICML 2019, §3.2) and products of butterflies with them.
+//!
+//! A learned permutation of size `n = 2^m` is `P = P_{m−1} ⋯ P_1`, where level `l` acts on each
+//! contiguous block of size `n / 2^{l−1}` (from `n` down to 4) by three gated steps, each a
+//! convex combination `x ↦ (1 − p) x + p Π x` with `p = σ(logit)`: `Π` is the even/odd
+//! separation, then the reversal of the first half, then the reversal of the second half.
+//! With every `p ∈ {0, 1}` it is an exact permutation; separations at every level give the
+//! bit-reversal of the FFT.
+
+use crate::butterfly::{Butterfly, ButterflyConfig, Init, Permutation};
+use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_pow2, Error, Result};
+use crate::linear_map::{Differentiable, LinearMap};
+use crate::scalar::Scalar;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use rand::Rng;
+use rayon::prelude::*;
+
+/// How the logits of a [`LearnedPermutation`] are tied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogitSharing {
+    /// One triple of logits (separation, reverse first half, reverse second half) for all
+    /// levels: 3 parameters.
+    Shared,
+    /// One triple per level: `3 (log2 n − 1)` parameters.
+    #[default]
+    PerLevel,
+}
+
+/// A soft permutation `P = P_{m−1} ⋯ P_1` gated by sigmoids of its logits (see the module
+/// docs), a convex combination of permutations that [`harden`](Self::harden) rounds to one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedPermutation<T: Scalar> {
+    n: usize,
+    sharing: LogitSharing,
+    /// Per level, the gather indices of the three steps over the whole vector.
+    steps: Vec<[Vec<usize>; 3]>,
+    logits: Vec<T>,
+    hard: Option<Vec<bool>>,
+}
+
+/// The gather indices of one step applied to every block of size `b` of a length-`n` vector.
+fn step_indices(n: usize, b: usize, kind: usize) -> Vec<usize> {
+    let h = b / 2;
+    (0..n)
+        .map(|i| {
+            let (base, j) = (i - i % b, i % b);
+            base + match kind {
+                0 if j < h => 2 * j,
+                0 => 2 * (j - h) + 1,
+                1 if j < h => h - 1 - j,
+                2 if j >= h => b - 1 - (j - h),
+                _ => j,
+            }
+        })
+        .collect()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl<T: Scalar> LearnedPermutation<T> {
+    /// A learned permutation of size `n` (a power of two) with logits drawn from `N(0, std²)`
+    /// (`std = 0` starts every gate at `p = 1/2`).
+    pub fn new<R: Rng + ?Sized>(
+        n: usize,
+        sharing: LogitSharing,
+        std: f64,
+        rng: &mut R,
+    ) -> Result<Self> {
+        check_pow2("n", n)?;
+        if !(std.is_finite() && std >= 0.0) {
+            return Err(Error::InvalidArgument {
+                what: "std",
+                message: format!("expected a finite value ≥ 0, got {std}"),
+            });
+        }
+        let levels = (n.trailing_zeros() as usize).saturating_sub(1);
+        let steps = (0..levels)
+            .map(|l| std::array::from_fn(|k| step_indices(n, n >> l, k)))
+            .collect();
+        let count = match sharing {
+            LogitSharing::Shared if levels > 0 => 3,
+            LogitSharing::Shared => 0,
+            LogitSharing::PerLevel => 3 * levels,
+        };
+        let logits = (0..count)
+            .map(|_| T::from_f64(T::randn(rng, std).to_c64().re))
+            .collect();
+        Ok(Self {
+            n,
+            sharing,
+            steps,
+            logits,
+            hard: None,
+        })
+    }
+
+    /// The size `n`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Number of levels (`log2 n − 1`; blocks of size `n, n/2, …, 4`).
+    pub fn levels(&self) -> usize {
+        self.steps.len()
+    }
+    /// How the logits are tied.
+    pub fn sharing(&self) -> LogitSharing {
+        self.sharing
+    }
+    /// Whether the gates have been rounded to 0/1.
+    pub fn is_hard(&self) -> bool {
+        self.hard.is_some()
+    }
+
+    fn logit_index(&self, level: usize, k: usize) -> usize {
+        match self.sharing {
+            LogitSharing::Shared => k,
+            LogitSharing::PerLevel => 3 * level + k,
+        }
+    }
+
+    /// The gate probabilities `p[level][step]` for the given logits.
+    fn probs(&self, logits: &[T]) -> Vec<[f64; 3]> {
+        (0..self.levels())
+            .map(|l| {
+                std::array::from_fn(|k| {
+                    let i = self.logit_index(l, k);
+                    match &self.hard {
+                        Some(h) => f64::from(u8::from(h[i])),
+                        None => sigmoid(logits[i].to_c64().re),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The gate probabilities `σ(logit)` per level and step (0 or 1 once hardened).
+    pub fn probabilities(&self) -> Vec<[f64; 3]> {
+        self.probs(&self.logits)
+    }
+
+    /// Round every gate to 0 or 1 (`logit > 0`); the logits stop receiving gradients.
+    pub fn harden(&mut self) {
+        let h = self.logits.iter().map(|l| l.to_c64().re > 0.0).collect();
+        self.hard = Some(h);
+    }
+
+    /// Round with the given logits (used by products that own the parameter buffer).
+    fn harden_with(&mut self, logits: &[T]) {
+        self.logits.copy_from_slice(logits);
+        self.harden();
+    }
+
+    /// The exact permutation the gates select once hardened (as a gather, `y[i] = x[perm[i]]`);
+    /// before hardening, the one selected by rounding the current gates.
+    pub fn to_permutation(&self) -> Permutation {
+        let mut q = self.clone();
+        if q.hard.is_none() {
+            q.harden();
+        }
+        let probs = q.probs(&q.logits);
+        let mut perm: Vec<usize> = (0..self.n).collect();
+        for (l, steps) in self.steps.iter().enumerate() {
+            for (k, idx) in steps.iter().enumerate() {
+                if probs[l][k] == 1.0 {
+                    perm = idx.iter().map(|&j| perm[j]).collect();
+                }
+            }
+        }
+        Permutation::new(perm).expect("a composition of permutations")
+    }
+
+    /// `x ← P x` for one row, recording the input of every step when `record` is given.
+    fn row_forward(&self, probs: &[[f64; 3]], x: &mut [T], mut record: Option<&mut Vec<T>>) {
+        let mut tmp = vec![T::zero(); self.n];
+        for (l, steps) in self.steps.iter().enumerate() {
+            for (k, idx) in steps.iter().enumerate() {
+                if let Some(r) = record.as_deref_mut() {
+                    r.extend_from_slice(x);
+                }
+                let p = probs[l][k];
+                if p == 0.0 {
+                    continue;
+                }
+                for (t, &j) in tmp.iter_mut().zip(idx) {
+                    *t = x[j];
+                }
+                let (a, b) = (T::from_f64(1.0 - p), T::from_f64(p));
+                for (xi, &ti) in x.iter_mut().zip(tmp.iter()) {
+                    *xi = if p == 1.0 { ti } else { a * *xi + b * ti };
+                }
+            }
+        }
+    }
+
+    /// `y ← Pᵀ y` for one row.
+    fn row_transpose(&self, probs: &[[f64; 3]], y: &mut [T]) {
+        let mut tmp = vec![T::zero(); self.n];
+        for (l, steps) in self.steps.iter().enumerate().rev() {
+            for (k, idx) in steps.iter().enumerate().rev() {
+                let p = probs[l][k];
+                if p == 0.0 {
+                    continue;
+                }
+                tmp.iter_mut().for_each(|t| *t = T::zero());
+                for (&yi, &j) in y.iter().zip(idx) {
+                    tmp[j] += yi;
+                }
+                let (a, b) = (T::from_f64(1.0 - p), T::from_f64(p));
+                for (yi, &ti) in y.iter_mut().zip(tmp.iter()) {
+                    *yi = a * *yi + b * ti;
+                }
+            }
+        }
+    }
+
+    /// `dx` for one row, adding `∂L/∂p` per (level, step) into `dp`.
+    fn row_backward(&self, probs: &[[f64; 3]], x: &[T], dy: &mut [T], dp: &mut [[f64; 3]]) {
+        let n = self.n;
+        let mut rec = Vec::with_capacity(n * 3 * self.levels());
+        let mut xs = x.to_vec();
+        self.row_forward(probs, &mut xs, Some(&mut rec));
+        let mut tmp = vec![T::zero(); n];
+        for (l, steps) in self.steps.iter().enumerate().rev() {
+            for (k, idx) in steps.iter().enumerate().rev() {
+                let s = 3 * l + k;
+                let xin = &rec[s * n..(s + 1) * n];
+                let p = probs[l][k];
+                if self.hard.is_none() {
+                    let mut g = 0.0;
+                    for (i, &j) in idx.iter().enumerate() {
+                        g += (dy[i].to_c64().conj() * (xin[j] - xin[i]).to_c64()).re;
+                    }
+                    dp[l][k] += g;
+                }
+                if p == 0.0 {
+                    continue;
+                }
+                tmp.iter_mut().for_each(|t| *t = T::zero());
+                for (&di, &j) in dy.iter().zip(idx) {
+                    tmp[j] += di;
+                }
+                let (a, b) = (T::from_f64(1.0 - p), T::from_f64(p));
+                for (di, &ti) in dy.iter_mut().zip(tmp.iter()) {
+                    *di = a * *di + b * ti;
+                }
+            }
+        }
+    }
+
+    /// `y = x Pᵀ` (each row permuted) with the given logits.
+    fn forward_with(&self, logits: &[T], x: ArrayView2<T>) -> Array2<T> {
+        let probs = self.probs(logits);
+        let mut y = x.as_standard_layout().into_owned();
+        y.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .for_each(|mut row| {
+                let r = row.as_slice_mut().expect("standard layout");
+                self.row_forward(&probs, r, None);
+            });
+        y
+    }
+
+    fn transpose_with(&self, logits: &[T], y: ArrayView2<T>) -> Array2<T> {
+        let probs = self.probs(logits);
+        let mut x = y.as_standard_layout().into_owned();
+        x.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .for_each(|mut row| {
+                let r = row.as_slice_mut().expect("standard layout");
+                self.row_transpose(&probs, r);
+            });
+        x
+    }
+
+    /// `dx`, adding `∂L/∂logit` into `grads`; rows are reduced in a fixed order.
+    fn backward_with(
+        &self,
+        logits: &[T],
+        x: ArrayView2<T>,
+        dy: ArrayView2<T>,
+        grads: &mut [T],
+    ) -> Array2<T> {
+        let probs = self.probs(logits);
+        let mut dx = dy.as_standard_layout().into_owned();
+        let xs = x.as_standard_layout();
+        const CHUNK: usize = 16;
+        let partial: Vec<Vec<[f64; 3]>> = dx
+            .axis_chunks_iter_mut(Axis(0), CHUNK)
+            .into_par_iter()
+            .enumerate()
+            .map(|(c, mut rows)| {
+                let mut dp = vec![[0.0; 3]; self.levels()];
+                for (r, mut row) in rows.axis_iter_mut(Axis(0)).enumerate() {
+                    let xr = xs.row(c * CHUNK + r);
+                    let d = row.as_slice_mut().expect("standard layout");
+                    self.row_backward(&probs, xr.as_slice().expect("standard"), d, &mut dp);
+                }
+                dp
+            })
+            .collect();
+        if self.hard.is_none() {
+            for dp in partial {
+                for (l, pl) in dp.iter().enumerate() {
+                    for k in 0..3 {
+                        let p = probs[l][k];
+                        let i = self.logit_index(l, k);
+                        grads[i] += T::from_f64(pl[k] * p * (1.0 - p));
+                    }
+                }
+            }
+        }
+        dx
+    }
+}
+
+impl<T: Scalar> LinearMap<T> for LearnedPermutation<T> {
+    fn in_features(&self) -> usize {
+        self.n
+    }
+    fn out_features(&self) -> usize {
+        self.n
+    }
+    fn apply_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>) -> Result<()> {
+        check_apply_shapes_ok(self.n, self.n, &x, &y)?;
+        y.assign(&self.forward_with(&self.logits, x));
+        Ok(())
+    }
+    fn apply_transpose(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
+        check_cols("y", y.dim(), self.n)?;
+        Ok(self.transpose_with(&self.logits, y))
+    }
+    fn apply_adjoint(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
+        self.apply_transpose(y)
+    }
+    fn to_dense(&self) -> Array2<T> {
+        self.forward_with(&self.logits, Array2::eye(self.n).view())
+            .reversed_axes()
+            .as_standard_layout()
+            .into_owned()
+    }
+    fn num_params(&self) -> usize {
+        self.logits.len()
+    }
+    fn flops_per_row(&self) -> usize {
+        let c = if T::IS_COMPLEX { 2 } else { 1 };
+        3 * self.levels() * self.n * 3 * c
+    }
+}
+
+impl<T: Scalar> Differentiable<T> for LearnedPermutation<T> {
+    fn backward(&self, x: ArrayView2<T>, dy: ArrayView2<T>, grads: &mut [T]) -> Result<Array2<T>> {
+        check_cols("x", x.dim(), self.n)?;
+        crate::error::check_shape("dy", dy.dim(), (x.nrows(), self.n))?;
+        check_len("grads", grads.len(), self.logits.len())?;
+        Ok(self.backward_with(&self.logits, x, dy, grads))
+    }
+    fn params(&self) -> &[T] {
+        &self.logits
+    }
+    fn params_mut(&mut self) -> &mut [T] {
+        &mut self.logits
+    }
+}
+
+/// A factor of a [`ButterflyProduct`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Factor<T: Scalar> {
+    /// A square butterfly (any configuration; its parameters are learned).
+    Butterfly(Butterfly<T>),
+    /// A learned permutation.
+    Permutation(LearnedPermutation<T>),
+}
+
+impl<T: Scalar> Factor<T> {
+    fn len(&self) -> usize {
+        match self {
+            Factor::Butterfly(b) => b.params().len(),
+            Factor::Permutation(p) => p.params().len(),
+        }
+    }
+}
+
+/// The structures of the 2019 paper, written left to right as matrices (the rightmost factor
+/// is applied first): `BP` (a butterfly after a learned permutation), `BPP`, and `BPBP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Structure {
+    /// `B · P`.
+    #[default]
+    Bp,
+    /// `B · P₂ · P₁`.
+    Bpp,
+    /// `B₂ · P₂ · B₁ · P₁`.
+    Bpbp,
+}
+
+impl std::str::FromStr for Structure {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bp" => Ok(Structure::Bp),
+            "bpp" => Ok(Structure::Bpp),
+            "bpbp" => Ok(Structure::Bpbp),
+            _ => Err(Error::InvalidArgument {
+                what: "structure",
+                message: format!("expected bp, bpp or bpbp, got {s:?}"),
+            }),
+        }
+    }
+}
+
+/// A product `F_k ⋯ F_1` of square butterflies and learned permutations of one size `n`
+/// (Dao et al., ICML 2019), differentiable in all twiddles and logits, which live in one flat
+/// buffer laid out factor by factor in application order (`F_1` first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ButterflyProduct<T: Scalar> {
+    n: usize,
+    factors: Vec<Factor<T>>,
+    offsets: Vec<usize>,
+    params: Vec<T>,
+}
+
+impl<T: Scalar> ButterflyProduct<T> {
+    /// The product of `factors`, listed in application order (`factors[0]` acts first). Every
+    /// factor must be square of the same size `n` (butterflies: `in = out = n`, a power of two).
+    pub fn from_factors(factors: Vec<Factor<T>>) -> Result<Self> {
+        let first = factors.first().ok_or(Error::Zero { what: "factors" })?;
+        let n = match first {
+            Factor::Butterfly(b) => b.in_features(),
+            Factor::Permutation(p) => p.n(),
+        };
+        check_pow2("n", n)?;
+        let mut offsets = vec![0];
+        let mut params = Vec::new();
+        for f in &factors {
+            let (i, o, p) = match f {
+                Factor::Butterfly(b) => (b.in_features(), b.out_features(), b.params()),
+                Factor::Permutation(q) => (q.n(), q.n(), q.params()),
+            };
+            if i != n || o != n {
+                return Err(Error::Shape {
+                    what: "factor",
+                    expected: format!("({n}, {n})"),
+                    got: format!("({o}, {i})"),
+                });
+            }
+            params.extend_from_slice(p);
+            offsets.push(params.len());
+        }
+        Ok(Self {
+            n,
+            factors,
+            offsets,
+            params,
+        })
+    }
+
+    /// `structure` of size `n` from random initialisation: butterflies with increasing stride,
+    /// no bias and `init`; permutations with logits `N(0, 1)` tied by `sharing`.
+    pub fn new<R: Rng + ?Sized>(
+        n: usize,
+        structure: Structure,
+        init: Init,
+        sharing: LogitSharing,
+        rng: &mut R,
+    ) -> Result<Self> {
+        check_pow2("n", n)?;
+        let cfg = ButterflyConfig {
+            nblocks: 1,
+            increasing_stride: true,
+            init,
+            bias: false,
+        };
+        let bfly = |rng: &mut R| -> Result<Factor<T>> {
+            Ok(Factor::Butterfly(Butterfly::new(n, n, cfg, rng)?))
+        };
+        let perm = |rng: &mut R| -> Result<Factor<T>> {
+            Ok(Factor::Permutation(LearnedPermutation::new(
+                n, sharing, 1.0, rng,
+            )?))
+        };
+        let factors = match structure {
+            Structure::Bp => vec![perm(rng)?, bfly(rng)?],
+            Structure::Bpp => vec![perm(rng)?, perm(rng)?, bfly(rng)?],
+            Structure::Bpbp => vec![perm(rng)?, bfly(rng)?, perm(rng)?, bfly(rng)?],
+        };
+        Self::from_factors(factors)
+    }
+
+    /// The size `n`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The factors in application order, with their current parameters.
+    pub fn factors(&self) -> Vec<Factor<T>> {
+        let mut out = self.factors.clone();
+        for (i, f) in out.iter_mut().enumerate() {
+            let p = &self.params[self.offsets[i]..self.offsets[i + 1]];
+            match f {
+                Factor::Butterfly(b) => b.params_mut().copy_from_slice(p),
+                Factor::Permutation(q) => q.params_mut().copy_from_slice(p),
+            }
+        }
+        out
+    }
+
+    /// The parameter ranges of the learned permutations' logits.
+    pub fn logit_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        self.factors
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f, Factor::Permutation(_)))
+            .map(|(i, _)| self.offsets[i]..self.offsets[i + 1])
+            .collect()
+    }
+
+    /// Whether parameter `i` is a permutation logit (for masks: weight decay, frozen sets).
+    pub fn logit_mask(&self) -> Vec<bool> {
+        let mut m = vec![false; self.params.len()];
+        for r in self.logit_ranges() {
+            m[r].iter_mut().for_each(|v| *v = true);
+        }
+        m
+    }
+
+    /// Round every learned permutation to an exact one (see [`LearnedPermutation::harden`]).
+    pub fn harden(&mut self) {
+        for (i, f) in self.factors.iter_mut().enumerate() {
+            if let Factor::Permutation(q) = f {
+                q.harden_with(&self.params[self.offsets[i]..self.offsets[i + 1]]);
+            }
+        }
+    }
+
+    /// Whether every learned permutation is hardened.
+    pub fn is_hard(&self) -> bool {
+        self.factors.iter().all(|f| match f {
+            Factor::Permutation(q) => q.is_hard(),
+            Factor::Butterfly(_) => true,
+        })
+    }
+
+    /// The exact permutations selected (in application order), rounding soft gates.
+    pub fn permutations(&self) -> Vec<Permutation> {
+        self.factors()
+            .iter()
+            .filter_map(|f| match f {
+                Factor::Permutation(q) => Some(q.to_permutation()),
+                Factor::Butterfly(_) => None,
+            })
+            .collect()
+    }
+
+    fn factor_params(&self, i: usize) -> &[T] {
+        &self.params[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    fn butterfly_with(&self, b: &Butterfly<T>, i: usize) -> Butterfly<T> {
+        let mut b = b.clone();
+        b.params_mut().copy_from_slice(self.factor_params(i));
+        b
+    }
+
+    fn forward(
+        &self,
+        x: ArrayView2<T>,
+        mut record: Option<&mut Vec<Array2<T>>>,
+    ) -> Result<Array2<T>> {
+        let mut cur = x.to_owned();
+        for (i, f) in self.factors.iter().enumerate() {
+            let next = match f {
+                Factor::Butterfly(b) => self.butterfly_with(b, i).apply(cur.view())?,
+                Factor::Permutation(q) => q.forward_with(self.factor_params(i), cur.view()),
+            };
+            if let Some(r) = record.as_deref_mut() {
+                r.push(cur);
+            }
+            cur = next;
+        }
+        Ok(cur)
+    }
+}
+
+impl<T: Scalar> LinearMap<T> for ButterflyProduct<T> {
+    fn in_features(&self) -> usize {
+        self.n
+    }
+    fn out_features(&self) -> usize {
+        self.n
+    }
+    fn apply_into(&self, x: ArrayView2<T>, mut y: ArrayViewMut2<T>) -> Result<()> {
+        check_apply_shapes_ok(self.n, self.n, &x, &y)?;
+        y.assign(&self.forward(x, None)?);
+        Ok(())
+    }
+    fn apply_transpose(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
+        check_cols("y", y.dim(), self.n)?;
+        let mut cur = y.to_owned();
+        for (i, f) in self.factors.iter().enumerate().rev() {
+            cur = match f {
+                Factor::Butterfly(b) => self.butterfly_with(b, i).apply_transpose(cur.view())?,
+                Factor::Permutation(q) => q.transpose_with(self.factor_params(i), cur.view()),
+            };
+        }
+        Ok(cur)
+    }
+    fn apply_adjoint(&self, y: ArrayView2<T>) -> Result<Array2<T>> {
+        check_cols("y", y.dim(), self.n)?;
+        let mut cur = y.to_owned();
+        for (i, f) in self.factors.iter().enumerate().rev() {
+            cur = match f {
+                Factor::Butterfly(b) => self.butterfly_with(b, i).apply_adjoint(cur.view())?,
+                Factor::Permutation(q) => q.transpose_with(self.factor_params(i), cur.view()),
+            };
+        }
+        Ok(cur)
+    }
+    fn to_dense(&self) -> Array2<T> {
+        self.forward(Array2::eye(self.n).view(), None)
+            .expect("shapes checked at construction")
+            .reversed_axes()
+            .as_standard_layout()
+            .into_owned()
+    }
+    fn num_params(&self) -> usize {
+        self.params.len()
+    }
+    fn flops_per_row(&self) -> usize {
+        self.factors()
+            .iter()
+            .map(|f| match f {
+                Factor::Butterfly(b) => b.flops_per_row(),
+                Factor::Permutation(q) => q.flops_per_row(),
+            })
+            .sum()
+    }
+}
+
+impl<T: Scalar> Differentiable<T> for ButterflyProduct<T> {
+    fn backward(&self, x: ArrayView2<T>, dy: ArrayView2<T>, grads: &mut [T]) -> Result<Array2<T>> {
+        check_cols("x", x.dim(), self.n)?;
+        crate::error::check_shape("dy", dy.dim(), (x.nrows(), self.n))?;
+        check_len("grads", grads.len(), self.params.len())?;
+        let mut inputs = Vec::with_capacity(self.factors.len());
+        self.forward(x, Some(&mut inputs))?;
+        let mut g = dy.to_owned();
+        for (i, f) in self.factors.iter().enumerate().rev() {
+            let gr = &mut grads[self.offsets[i]..self.offsets[i + 1]];
+            let xin = inputs[i].view();
+            g = match f {
+                Factor::Butterfly(b) => self.butterfly_with(b, i).backward(xin, g.view(), gr)?,
+                Factor::Permutation(q) => q.backward_with(self.factor_params(i), xin, g.view(), gr),
+            };
+        }
+        Ok(g)
+    }
+    fn params(&self) -> &[T] {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+}
+
+impl<T: Scalar> Factor<T> {
+    /// Number of parameters of the factor.
+    pub fn num_params(&self) -> usize {
+        self.len()
+    }
+}
