@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example bench_butterfly -- [--n 256,1024,4096] [--batch 256]
-//!     [--reps 15] [--threads 0] [--only f32|c32|fft] [--no-dense]
+//!     [--reps 15] [--threads 0] [--only f32|c32|fft] [--no-dense] [--min]
 //! ```
 //! `--threads 0` uses all cores (rayon's default pool); the FFT comparison always runs on one
 //! thread, like `benches/butterfly.rs`.
 
+use clap::{Parser, ValueEnum};
 use kaleidoscope::butterfly::special::FftOptions;
 use kaleidoscope::{Butterfly, ButterflyConfig, LinearMap, Scalar, C32};
 use ndarray::Array2;
@@ -15,62 +16,54 @@ use rand::SeedableRng;
 use rustfft::FftPlanner;
 use std::time::{Duration, Instant};
 
+/// Quick timings of the butterfly multiply against faer dense GEMM and of the FFT butterfly
+/// against rustfft (median of repeated runs after a warm-up).
+#[derive(Parser, Debug)]
+#[command(version, about)]
 struct Args {
+    /// Sizes n (comma-separated).
+    #[arg(long = "n", value_delimiter = ',', default_values_t = [256usize, 512, 1024, 2048, 4096, 8192])]
     ns: Vec<usize>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Timed repetitions per case.
+    #[arg(long, default_value_t = 15)]
     reps: usize,
+    /// Threads for the multiply comparison (0: all cores); the FFT comparison uses one.
+    #[arg(long, default_value_t = 0)]
     threads: usize,
-    only: Option<String>,
-    dense: bool,
+    /// Run only one comparison.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Skip the dense GEMM baseline.
+    #[arg(long)]
+    no_dense: bool,
+    /// Report the minimum instead of the median.
+    #[arg(long)]
+    min: bool,
 }
 
-fn parse_args() -> Args {
-    let mut a = Args {
-        ns: vec![256, 512, 1024, 2048, 4096, 8192],
-        batch: 256,
-        reps: 15,
-        threads: 0,
-        only: None,
-        dense: true,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let val = || argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--n" => a.ns = val().split(',').filter_map(|s| s.parse().ok()).collect(),
-            "--batch" => a.batch = val().parse().unwrap_or(a.batch),
-            "--reps" => a.reps = val().parse().unwrap_or(a.reps),
-            "--threads" => a.threads = val().parse().unwrap_or(a.threads),
-            "--only" => a.only = Some(val()),
-            "--no-dense" => {
-                a.dense = false;
-                i += 1;
-                continue;
-            }
-            other => {
-                eprintln!("unknown argument {other}");
-                std::process::exit(2);
-            }
-        }
-        i += 2;
-    }
-    a
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Only {
+    F32,
+    C32,
+    Fft,
 }
 
-/// Statistic of the repeated timings: the minimum is the least disturbed by other processes on
-/// a shared machine, the median the more typical (`KALEIDOSCOPE_STAT=median`).
-fn pick(mut t: Vec<Duration>) -> Duration {
+/// Statistic of the repeated timings: the median, or with `--min` the minimum (the least
+/// disturbed by other processes on a shared machine).
+fn pick(mut t: Vec<Duration>, min: bool) -> Duration {
     t.sort();
-    if std::env::var("KALEIDOSCOPE_STAT").is_ok_and(|v| v == "median") {
-        t[t.len() / 2]
-    } else {
+    if min {
         t[0]
+    } else {
+        t[t.len() / 2]
     }
 }
 
 /// Wall time of `reps` calls after one warm-up call (see [`pick`]).
-fn timed(reps: usize, mut f: impl FnMut()) -> Duration {
+fn timed(reps: usize, min: bool, mut f: impl FnMut()) -> Duration {
     f();
     pick(
         (0..reps.max(1))
@@ -80,6 +73,7 @@ fn timed(reps: usize, mut f: impl FnMut()) -> Duration {
                 s.elapsed()
             })
             .collect(),
+        min,
     )
 }
 
@@ -102,11 +96,11 @@ fn butterfly_vs_dense<T: Scalar>(a: &Args, pool: &rayon::ThreadPool) {
         let x = Array2::from_shape_simple_fn((a.batch, n), || T::randn(&mut rng, 1.0));
         let mut y = Array2::<T>::zeros((a.batch, n));
         let tb = pool.install(|| {
-            timed(a.reps, || {
+            timed(a.reps, a.min, || {
                 b.apply_into(x.view(), y.view_mut()).expect("apply");
             })
         });
-        let td = if a.dense {
+        let td = if !a.no_dense {
             let w = Array2::from_shape_simple_fn((n, n), || T::randn(&mut rng, 1.0));
             let xs = x.as_slice().expect("contiguous");
             let ws = w.as_slice().expect("contiguous");
@@ -117,7 +111,7 @@ fn butterfly_vs_dense<T: Scalar>(a: &Args, pool: &rayon::ThreadPool) {
             };
             let reps = if n >= 4096 { 3 } else { a.reps };
             Some(pool.install(|| {
-                timed(reps, || {
+                timed(reps, a.min, || {
                     let ys = y.as_slice_mut().expect("contiguous");
                     let lhs = faer::MatRef::from_row_major_slice(xs, a.batch, n);
                     let rhs = faer::MatRef::from_row_major_slice(ws, n, n).transpose();
@@ -166,7 +160,7 @@ fn fft_vs_rustfft(a: &Args) {
     let x = Array2::from_shape_simple_fn((a.batch, n), || C32::randn(&mut rng, 1.0));
     let mut y = Array2::<C32>::zeros((a.batch, n));
     let tb = pool.install(|| {
-        timed(a.reps, || {
+        timed(a.reps, a.min, || {
             b.apply_into(x.view(), y.view_mut()).expect("apply");
         })
     });
@@ -184,6 +178,7 @@ fn fft_vs_rustfft(a: &Args) {
             })
             .skip(1)
             .collect(),
+        a.min,
     );
     println!(
         "{:>6} {:>6} {:>18.1} {:>12.1} {:>6.2}×",
@@ -196,20 +191,20 @@ fn fft_vs_rustfft(a: &Args) {
 }
 
 fn main() {
-    let a = parse_args();
+    let a = Args::parse();
     let mut builder = rayon::ThreadPoolBuilder::new();
     if a.threads > 0 {
         builder = builder.num_threads(a.threads);
     }
     let pool = builder.build().expect("thread pool");
-    let want = |k: &str| a.only.as_deref().is_none_or(|o| o == k);
-    if want("f32") {
+    let want = |k: Only| a.only.is_none_or(|o| o == k);
+    if want(Only::F32) {
         butterfly_vs_dense::<f32>(&a, &pool);
     }
-    if want("c32") {
+    if want(Only::C32) {
         butterfly_vs_dense::<C32>(&a, &pool);
     }
-    if want("fft") {
+    if want(Only::Fft) {
         fft_vs_rustfft(&a);
     }
 }

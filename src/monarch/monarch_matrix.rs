@@ -8,7 +8,9 @@ use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_shape, Re
 use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
 use faer::Par;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2};
+use ndarray::{
+    s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, CowArray, Ix2, Zip,
+};
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -121,22 +123,35 @@ impl<T: Scalar> Monarch<T> {
             let dst = yp.slice_mut(s![.., j * sh.s..(j + 1) * sh.s]);
             gemm_conj_par(tj, false, w2.t(), false, dst, false, par);
         }
+        let pos = self.out_positions();
         let bias = self.bias();
         for (mut yr, ypr) in y.rows_mut().into_iter().zip(yp.rows()) {
-            for (o, v) in yr.iter_mut().enumerate() {
-                let (i, j) = (o / sh.l, o % sh.l);
-                *v = ypr[j * sh.s + i] + bias.map_or(T::zero(), |b| b[o]);
+            for (v, &p) in yr.iter_mut().zip(&pos) {
+                *v = ypr[p];
+            }
+            if let Some(b) = bias {
+                yr.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
             }
         }
+    }
+
+    /// For each output `o = i·l + j`, its position `j·s + i` in the second factor's
+    /// block-contiguous output.
+    fn out_positions(&self) -> Vec<usize> {
+        let sh = self.shape;
+        (0..sh.out_features)
+            .map(|o| (o % sh.l) * sh.s + o / sh.l)
+            .collect()
     }
 
     /// Output rows in the second factor's block-contiguous order, zero-padded to `l·s`.
     fn gather_output(&self, y: ArrayView2<T>) -> Array2<T> {
         let sh = self.shape;
+        let pos = self.out_positions();
         let mut yp = Array2::zeros((y.nrows(), sh.padded_out()));
         for (mut ypr, yr) in yp.rows_mut().into_iter().zip(y.rows()) {
-            for (o, &v) in yr.iter().enumerate() {
-                ypr[(o % sh.l) * sh.s + o / sh.l] = v;
+            for (&p, &v) in pos.iter().zip(yr.iter()) {
+                ypr[p] = v;
             }
         }
         yp
@@ -170,51 +185,6 @@ impl<T: Scalar> Monarch<T> {
         x.assign(&xp.slice(s![.., ..sh.in_features]));
     }
 
-    /// Adds the factor gradients of a row chunk into `g1`, `g2` and writes `∂L/∂x` into `dx`.
-    #[allow(clippy::too_many_arguments)]
-    fn backward_chunk(
-        &self,
-        x: ArrayView2<T>,
-        dy: ArrayView2<T>,
-        g1: &mut [T],
-        g2: &mut [T],
-        mut dx: ArrayViewMut2<T>,
-        mid: &[usize],
-        par: Par,
-    ) {
-        let sh = self.shape;
-        let c = T::IS_COMPLEX;
-        let xp = pad_cols(x, sh.padded_in());
-        let tp = self.inner_chunk(xp.view(), mid, par);
-        let dyp = self.gather_output(dy);
-        let mut dtp = Array2::zeros((x.nrows(), sh.inner()));
-        let n2 = sh.s * sh.r;
-        for j in 0..sh.l {
-            let dyj = dyp.slice(s![.., j * sh.s..(j + 1) * sh.s]);
-            let tj = tp.slice(s![.., j * sh.r..(j + 1) * sh.r]);
-            let gw2 = ArrayViewMut2::from_shape((sh.s, sh.r), &mut g2[j * n2..(j + 1) * n2])
-                .expect("layout");
-            gemm_conj_par(dyj.t(), false, tj, c, gw2, true, par);
-            let w2 = block_gemm::weight(self.w2(), j, sh.s, sh.r);
-            let dst = dtp.slice_mut(s![.., j * sh.r..(j + 1) * sh.r]);
-            gemm_conj_par(dyj, false, w2, c, dst, false, par);
-        }
-        let dt = permute_cols(dtp.view(), mid, true);
-        let mut dxp = Array2::zeros((x.nrows(), sh.padded_in()));
-        let n1 = sh.q * sh.p;
-        for a in 0..sh.k {
-            let dta = dt.slice(s![.., a * sh.q..(a + 1) * sh.q]);
-            let xa = xp.slice(s![.., a * sh.p..(a + 1) * sh.p]);
-            let gw1 = ArrayViewMut2::from_shape((sh.q, sh.p), &mut g1[a * n1..(a + 1) * n1])
-                .expect("layout");
-            gemm_conj_par(dta.t(), false, xa, c, gw1, true, par);
-            let w1 = block_gemm::weight(self.w1(), a, sh.q, sh.p);
-            let dst = dxp.slice_mut(s![.., a * sh.p..(a + 1) * sh.p]);
-            gemm_conj_par(dta, false, w1, c, dst, false, par);
-        }
-        dx.assign(&dxp.slice(s![.., ..sh.in_features]));
-    }
-
     fn transpose_map(&self, y: ArrayView2<T>, conj: bool) -> Result<Array2<T>> {
         check_cols("y", y.dim(), self.shape.out_features)?;
         let mut x = Array2::zeros((y.nrows(), self.shape.in_features));
@@ -229,12 +199,21 @@ impl<T: Scalar> Monarch<T> {
 /// `dst[:, pos[c]] = src[:, c]` (or the inverse, `dst[:, c] = src[:, pos[c]]`), row by row.
 fn permute_cols<T: Scalar>(src: ArrayView2<T>, pos: &[usize], inverse: bool) -> Array2<T> {
     let mut dst = Array2::zeros(src.dim());
-    for (mut d, r) in dst.rows_mut().into_iter().zip(src.rows()) {
+    let permute_row = |mut d: ArrayViewMut1<T>, r: ArrayView1<T>| {
         let d = d.as_slice_mut().expect("fresh array");
         match inverse {
             false => pos.iter().zip(r.iter()).for_each(|(&p, &v)| d[p] = v),
             true => d.iter_mut().zip(pos).for_each(|(v, &p)| *v = r[p]),
         }
+    };
+    if src.len() >= 1 << 16 {
+        Zip::from(dst.rows_mut())
+            .and(src.rows())
+            .par_for_each(permute_row);
+    } else {
+        Zip::from(dst.rows_mut())
+            .and(src.rows())
+            .for_each(permute_row);
     }
     dst
 }
@@ -266,6 +245,35 @@ where
             .for_each(|(ac, bc)| f(ac, bc, Par::Seq));
     } else if a.nrows() > 0 {
         f(a, b.view_mut(), faer::get_global_parallelism());
+    }
+}
+
+/// `dW_b += dy_bᵀ · conj(x_b)` for every `(out, inp)` block `b` of the flat buffer `dw`, where
+/// `dy_b` and `x_b` are the `b`-th column blocks of the whole batch: in parallel over blocks
+/// when there are enough of them, otherwise block by block with multi-threaded GEMMs.
+fn block_weight_grads<T: Scalar>(
+    dw: &mut [T],
+    out: usize,
+    inp: usize,
+    dy: ArrayView2<T>,
+    x: ArrayView2<T>,
+) {
+    let grad = |b: usize, g: &mut [T], par: Par| {
+        let g = ArrayViewMut2::from_shape((out, inp), g).expect("block layout");
+        let dyb = dy.slice(s![.., b * out..(b + 1) * out]);
+        let xb = x.slice(s![.., b * inp..(b + 1) * inp]);
+        gemm_conj_par(dyb.t(), false, xb, T::IS_COMPLEX, g, true, par);
+    };
+    let nblocks = dw.len() / (out * inp).max(1);
+    if nblocks >= 2 * rayon::current_num_threads() {
+        dw.par_chunks_mut(out * inp)
+            .enumerate()
+            .for_each(|(b, g)| grad(b, g, Par::Seq));
+    } else {
+        let par = faer::get_global_parallelism();
+        dw.chunks_mut(out * inp)
+            .enumerate()
+            .for_each(|(b, g)| grad(b, g, par));
     }
 }
 
@@ -317,38 +325,40 @@ impl<T: Scalar> Differentiable<T> for Monarch<T> {
         check_len("grads", grads.len(), self.params.len())?;
         let (n1, n2) = sh.weight_lens();
         let mid = self.mid_positions();
-        let mut dx = Array2::zeros((x.nrows(), sh.in_features));
-        let nchunks = x.nrows().div_ceil(CHUNK);
-        if nchunks >= 2 * rayon::current_num_threads() {
-            let local = x
-                .axis_chunks_iter(Axis(0), CHUNK)
-                .into_par_iter()
-                .zip(dy.axis_chunks_iter(Axis(0), CHUNK))
-                .zip(dx.axis_chunks_iter_mut(Axis(0), CHUNK))
-                .fold(
-                    || vec![T::zero(); n1 + n2],
-                    |mut g, ((xc, dyc), dxc)| {
-                        let (g1, g2) = g.split_at_mut(n1);
-                        self.backward_chunk(xc, dyc, g1, g2, dxc, &mid, Par::Seq);
-                        g
-                    },
-                )
-                .reduce(
-                    || vec![T::zero(); n1 + n2],
-                    |mut a, b| {
-                        a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
-                        a
-                    },
-                );
-            grads[..n1 + n2]
-                .iter_mut()
-                .zip(local)
-                .for_each(|(u, v)| *u += v);
-        } else if x.nrows() > 0 {
-            let (g1, rest) = grads.split_at_mut(n1);
-            let par = faer::get_global_parallelism();
-            self.backward_chunk(x, dy, g1, &mut rest[..n2], dx.view_mut(), &mid, par);
-        }
+        let c = T::IS_COMPLEX;
+        let rows = x.nrows();
+        let xp = pad_cols(x, sh.padded_in());
+        let mut tp = Array2::zeros((rows, sh.inner()));
+        for_chunks(xp.view(), tp.view_mut(), |xc, mut tc, par| {
+            tc.assign(&self.inner_chunk(xc, &mid, par))
+        });
+        let dyp = self.gather_output(dy);
+        let mut dtp = Array2::zeros((rows, sh.inner()));
+        for_chunks(dyp.view(), dtp.view_mut(), |dyc, mut dtc, par| {
+            for j in 0..sh.l {
+                let w2 = block_gemm::weight(self.w2(), j, sh.s, sh.r);
+                let dst = dtc.slice_mut(s![.., j * sh.r..(j + 1) * sh.r]);
+                let src = dyc.slice(s![.., j * sh.s..(j + 1) * sh.s]);
+                gemm_conj_par(src, false, w2, c, dst, false, par);
+            }
+        });
+        let (g1, rest) = grads.split_at_mut(n1);
+        // dW2_j += dy_jᵀ · conj(t_j) and dW1_a += dt_aᵀ · conj(x_a), each one GEMM over the
+        // whole batch.
+        block_weight_grads(&mut rest[..n2], sh.s, sh.r, dyp.view(), tp.view());
+        let dt = permute_cols(dtp.view(), &mid, true);
+        block_weight_grads(g1, sh.q, sh.p, dt.view(), xp.view());
+        let mut dx = Array2::zeros((rows, sh.in_features));
+        for_chunks(dt.view(), dx.view_mut(), |dtc, mut dxc, par| {
+            let mut dxp = Array2::zeros((dtc.nrows(), sh.padded_in()));
+            for a in 0..sh.k {
+                let w1 = block_gemm::weight(self.w1(), a, sh.q, sh.p);
+                let src = dtc.slice(s![.., a * sh.q..(a + 1) * sh.q]);
+                let dst = dxp.slice_mut(s![.., a * sh.p..(a + 1) * sh.p]);
+                gemm_conj_par(src, false, w1, c, dst, false, par);
+            }
+            dxc.assign(&dxp.slice(s![.., ..sh.in_features]));
+        });
         if self.has_bias {
             bias_grad(dy, &mut grads[n1 + n2..]);
         }
