@@ -165,7 +165,8 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
         let levels = ((budget / 2) / per_level)
             .saturating_sub(1)
             .min(pb.trailing_zeros() as usize);
-        let rank = (budget.saturating_sub(per_level * (levels + 1)) / (inp + out)).min(inp.min(out));
+        let rank =
+            (budget.saturating_sub(per_level * (levels + 1)) / (inp + out)).min(inp.min(out));
         let cfg = PixelflyConfig {
             nblocks: pb,
             levels,
