@@ -25,7 +25,9 @@ pub struct FlashButterflyGrads<T> {
 /// FlashButterfly (Fu et al., *Simple Hardware-Efficient Long Convolutions for Sequence
 /// Modeling*, ICML 2023, §3.3): the convolution of [`LongConv`](super::LongConv), with the
 /// real FFT of size `N = 2^⌈log₂ 2L⌉` done as an `N/2`-point complex transform (real-input
-/// trick) factored into dense DFT blocks of 8 … 64 (16 where possible) and twiddle diagonals,
+/// trick) factored into dense DFT blocks of 16 (one first block of 2, 4 or 8 for the remainder
+/// of `log₂(N/2)` mod 4) and twiddle diagonals, applied by SIMD complex block kernels with the
+/// twiddles fused into the block passes,
 /// `F = P (I ⊗ F_{f₁}) Pᵀ D (I ⊗ F_{N/2f₁}) P` recursively ([`MonarchFft`]): butterfly →
 /// pointwise product with the kernel's spectrum (kept in the blocks' digit-reversed order) →
 /// inverse butterfly.

@@ -10,6 +10,7 @@
 //!   DFT blocks and twiddle diagonals (a Monarch/butterfly factorisation), whose blocks can be
 //!   learned.
 
+mod block_kernel;
 mod flash_butterfly;
 mod long_conv;
 mod monarch_fft;

@@ -7,12 +7,16 @@
 //! all a convolution needs; the inverse takes that order back to natural order. The blocks are
 //! plain matrices, so they can be learned (the long-conv paper's learned butterfly).
 
+use super::block_kernel::{
+    apply_level, as_reals, as_reals_mut, twiddle_planes, PostTwiddle, PreparedBlock,
+};
 use super::long_conv::HalfTransform;
 use super::{fr, ConvFloat};
 use crate::error::{Error, Result};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use num_complex::Complex;
 use rand::Rng;
+use std::sync::OnceLock;
 
 /// Smallest and largest supported complex sizes: `2^7 … 2^21` (real convolution FFT sizes
 /// `N = 2^8 … 2^22`, i.e. 256 … 4M). Below 128 a transform is one block and nothing is gained
@@ -40,8 +44,21 @@ pub struct MonarchFft<T: ConvFloat> {
     fwd: Vec<Vec<Complex<T>>>,
     inv: Vec<Vec<Complex<T>>>,
     tw: Vec<Vec<Complex<T>>>,
+    /// `tw` as duplicated real/imaginary planes for the kernels.
+    tw_planes: Vec<(Vec<T>, Vec<T>)>,
     freq_at: Vec<u32>,
     pos_of: Vec<u32>,
+    /// The blocks in the kernels' layouts; reset by every `&mut self` access to the blocks.
+    prepared: OnceLock<Prepared<T>>,
+}
+
+/// Each level's forward and inverse block and their adjoints, laid out for the kernels.
+#[derive(Clone, Debug)]
+struct Prepared<T> {
+    fwd: Vec<PreparedBlock<T>>,
+    inv: Vec<PreparedBlock<T>>,
+    fwd_adj: Vec<PreparedBlock<T>>,
+    inv_adj: Vec<PreparedBlock<T>>,
 }
 
 fn omega(num: usize, den: usize, sign: f64) -> Complex<f64> {
@@ -53,12 +70,17 @@ fn c<T: ConvFloat>(z: Complex<f64>) -> Complex<T> {
     Complex::new(fr::<T>(z.re), fr::<T>(z.im))
 }
 
-/// Split `e` (the log₂ size) into `max(2, ⌊e/4⌋)` parts as equal as possible, larger first:
-/// blocks of 16 where possible, 8 … 64 otherwise.
+/// Split `e ≥ 5` (the log₂ size) into blocks of 16, with the remainder `e mod 4` as one
+/// smaller first block (2, 4 or 8): dense blocks cost `f` complex multiply-adds per point and
+/// level, so `16` balances arithmetic (`f/log₂f` per halving) against memory passes, and the
+/// small block first keeps every level but the last a long-stride one (SIMD along `j`).
 fn split_log2(e: u32) -> Vec<u32> {
-    let r = (e / 4).max(2);
-    let (q, rem) = (e / r, e % r);
-    (0..r).map(|i| q + u32::from(i < rem)).collect()
+    let mut v = Vec::new();
+    if !e.is_multiple_of(4) {
+        v.push(e % 4);
+    }
+    v.extend(std::iter::repeat_n(4, (e / 4) as usize));
+    v
 }
 
 impl<T: ConvFloat> MonarchFft<T> {
@@ -97,7 +119,7 @@ impl<T: ConvFloat> MonarchFft<T> {
             .iter()
             .map(|b| b.iter().map(|z| z.conj()).collect())
             .collect();
-        let tw = (0..r)
+        let tw: Vec<Vec<Complex<T>>> = (0..r)
             .map(|i| {
                 if i + 1 == r {
                     return Vec::new();
@@ -118,6 +140,7 @@ impl<T: ConvFloat> MonarchFft<T> {
             }
             freq = next;
         }
+        let tw_planes = tw.iter().map(|w| twiddle_planes(w)).collect();
         let mut pos_of = vec![0u32; m];
         for (p, &k) in freq.iter().enumerate() {
             pos_of[k as usize] = p as u32;
@@ -129,8 +152,10 @@ impl<T: ConvFloat> MonarchFft<T> {
             fwd,
             inv,
             tw,
+            tw_planes,
             freq_at: freq,
             pos_of,
+            prepared: OnceLock::new(),
         })
     }
 
@@ -166,6 +191,7 @@ impl<T: ConvFloat> MonarchFft<T> {
         level: usize,
     ) -> Option<ArrayViewMut2<'_, Complex<T>>> {
         let f = *self.factors.get(level)?;
+        self.prepared = OnceLock::new();
         let b = match set {
             BlockSet::Forward => &mut self.fwd[level],
             BlockSet::Inverse => &mut self.inv[level],
@@ -175,6 +201,7 @@ impl<T: ConvFloat> MonarchFft<T> {
 
     /// Add `N(0, std²)` complex noise (scaled by the block's DFT magnitude 1) to every block.
     pub fn perturb<R: Rng + ?Sized>(&mut self, std: f64, rng: &mut R) {
+        self.prepared = OnceLock::new();
         for b in self.fwd.iter_mut().chain(self.inv.iter_mut()) {
             for z in b.iter_mut() {
                 *z += c(<Complex<f64> as crate::Scalar>::randn(rng, std));
@@ -217,33 +244,35 @@ impl<T: ConvFloat> MonarchFft<T> {
         }
     }
 
-    /// `x ← (I ⊗ B_level) x` on each sub-problem of level `level`.
-    fn mult(&self, level: usize, mat: &[Complex<T>], x: &mut [Complex<T>], tmp: &mut [Complex<T>]) {
-        let f = self.factors[level];
-        let mi = self.sub[level];
-        let mp = mi / f;
-        let b = faer::MatRef::from_row_major_slice(mat, f, f);
-        if mp == 1 {
-            let s = self.m / f;
-            let xr = faer::MatRef::from_row_major_slice(x, s, f);
-            let yr = faer::MatMut::from_row_major_slice_mut(tmp, s, f);
-            T::cgemm(yr, xr, false, b.transpose(), false, false);
-        } else {
-            for (xs, ts) in x.chunks(mi).zip(tmp.chunks_mut(mi)) {
-                let xr = faer::MatRef::from_row_major_slice(xs, f, mp);
-                let yr = faer::MatMut::from_row_major_slice_mut(ts, f, mp);
-                T::cgemm(yr, b, false, xr, false, false);
+    fn prepared(&self) -> &Prepared<T> {
+        self.prepared.get_or_init(|| {
+            let prep = |bs: &[Vec<Complex<T>>], adj: bool| -> Vec<PreparedBlock<T>> {
+                bs.iter()
+                    .zip(&self.factors)
+                    .map(|(b, &f)| PreparedBlock::new(b, f, adj))
+                    .collect()
+            };
+            Prepared {
+                fwd: prep(&self.fwd, false),
+                inv: prep(&self.inv, false),
+                fwd_adj: prep(&self.fwd, true),
+                inv_adj: prep(&self.inv, true),
             }
-        }
-        x.copy_from_slice(tmp);
+        })
     }
 
-    /// Backward of [`mult`](Self::mult): `g` holds `∂L/∂y` on entry and `∂L/∂x` on exit;
-    /// `dmat += Σ_s G_s x_sᴴ`.
+    /// `mp = M_level / f_level`, the stride of the level's block index.
+    fn stride(&self, level: usize) -> usize {
+        self.sub[level] / self.factors[level]
+    }
+
+    /// Backward of `y = (I ⊗ B) x` for one level: `g` holds `∂L/∂y` on entry and `∂L/∂x` on
+    /// exit (`(I ⊗ Bᴴ) g`, through `adj`); `dmat += Σ_s G_s x_sᴴ`.
+    #[allow(clippy::too_many_arguments)]
     fn mult_backward(
         &self,
         level: usize,
-        mat: &[Complex<T>],
+        adj: &PreparedBlock<T>,
         x_in: &[Complex<T>],
         g: &mut [Complex<T>],
         dmat: &mut [Complex<T>],
@@ -252,26 +281,22 @@ impl<T: ConvFloat> MonarchFft<T> {
         let f = self.factors[level];
         let mi = self.sub[level];
         let mp = mi / f;
-        let b = faer::MatRef::from_row_major_slice(mat, f, f);
         if mp == 1 {
             let s = self.m / f;
             let xr = faer::MatRef::from_row_major_slice(x_in, s, f);
             let gr = faer::MatRef::from_row_major_slice(g, s, f);
-            // Y = X Bᵀ: dB += Gᵀ X̄, dX = G B̄.
+            // Y = X Bᵀ: dB += Gᵀ X̄.
             let db = faer::MatMut::from_row_major_slice_mut(dmat, f, f);
             T::cgemm(db, gr.transpose(), false, xr, true, true);
-            let tr = faer::MatMut::from_row_major_slice_mut(tmp, s, f);
-            T::cgemm(tr, gr, false, b, true, false);
         } else {
-            for ((xs, gs), ts) in x_in.chunks(mi).zip(g.chunks(mi)).zip(tmp.chunks_mut(mi)) {
+            for (xs, gs) in x_in.chunks(mi).zip(g.chunks(mi)) {
                 let xr = faer::MatRef::from_row_major_slice(xs, f, mp);
                 let gr = faer::MatRef::from_row_major_slice(gs, f, mp);
                 let db = faer::MatMut::from_row_major_slice_mut(dmat, f, f);
                 T::cgemm(db, gr, false, xr.transpose(), true, true);
-                let tr = faer::MatMut::from_row_major_slice_mut(ts, f, mp);
-                T::cgemm(tr, b.transpose(), true, gr, false, false);
             }
         }
+        apply_level(adj, mp, as_reals(g), as_reals_mut(tmp), None);
         g.copy_from_slice(tmp);
     }
 
@@ -286,44 +311,81 @@ impl<T: ConvFloat> MonarchFft<T> {
         }
     }
 
+    /// Apply the levels `order` with blocks `blocks`, ping-ponging between `x` and `tmp` and
+    /// leaving the result in `x`; `post(i)` is the twiddle after level `i`, and `rec[i]`
+    /// receives level `i`'s input.
+    fn run_levels<'a>(
+        &'a self,
+        order: impl Iterator<Item = usize>,
+        blocks: &[PreparedBlock<T>],
+        post: impl Fn(usize) -> Option<PostTwiddle<'a, T>>,
+        x: &mut [Complex<T>],
+        tmp: &mut [Complex<T>],
+        mut rec: Option<&mut [Vec<Complex<T>>]>,
+    ) {
+        let mut in_x = true;
+        for i in order {
+            let (src, dst): (&[Complex<T>], &mut [Complex<T>]) = if in_x {
+                (&x[..], &mut tmp[..self.m])
+            } else {
+                (&tmp[..self.m], &mut x[..])
+            };
+            if let Some(rc) = rec.as_deref_mut() {
+                rc[i].copy_from_slice(src);
+            }
+            apply_level(
+                &blocks[i],
+                self.stride(i),
+                as_reals(src),
+                as_reals_mut(dst),
+                post(i),
+            );
+            in_x = !in_x;
+        }
+        if !in_x {
+            x.copy_from_slice(&tmp[..self.m]);
+        }
+    }
+
     /// Forward transform in place into digit-reversed order; `rec` (one buffer per level)
     /// receives each level's block input for [`forward_backward`](Self::forward_backward).
     pub(crate) fn forward_permuted(
         &self,
         x: &mut [Complex<T>],
         tmp: &mut [Complex<T>],
-        mut rec: Option<&mut [Vec<Complex<T>>]>,
+        rec: Option<&mut [Vec<Complex<T>>]>,
     ) {
         let r = self.factors.len();
-        for i in 0..r {
-            if let Some(rc) = rec.as_deref_mut() {
-                rc[i].copy_from_slice(x);
-            }
-            self.mult(i, &self.fwd[i], x, tmp);
-            if i + 1 < r {
-                self.twiddle(i, x, false);
-            }
-        }
+        let post = |i: usize| {
+            (i + 1 < r).then(|| PostTwiddle {
+                wr: &self.tw_planes[i].0,
+                wi: &self.tw_planes[i].1,
+                period: 1,
+                conj: false,
+            })
+        };
+        self.run_levels(0..r, &self.prepared().fwd, post, x, tmp, rec);
     }
 
     /// Inverse transform (unnormalised, through the inverse blocks) from digit-reversed order
-    /// to natural order, recording each level's block input in `rec`.
+    /// to natural order, recording each level's block input in `rec`. The conjugate twiddle
+    /// that precedes level `i − 1` is applied to level `i`'s output.
     pub(crate) fn inverse_permuted(
         &self,
         x: &mut [Complex<T>],
         tmp: &mut [Complex<T>],
-        mut rec: Option<&mut [Vec<Complex<T>>]>,
+        rec: Option<&mut [Vec<Complex<T>>]>,
     ) {
         let r = self.factors.len();
-        for i in (0..r).rev() {
-            if i + 1 < r {
-                self.twiddle(i, x, true);
-            }
-            if let Some(rc) = rec.as_deref_mut() {
-                rc[i].copy_from_slice(x);
-            }
-            self.mult(i, &self.inv[i], x, tmp);
-        }
+        let post = |i: usize| {
+            (i > 0).then(|| PostTwiddle {
+                wr: &self.tw_planes[i - 1].0,
+                wi: &self.tw_planes[i - 1].1,
+                period: self.factors[i - 1],
+                conj: true,
+            })
+        };
+        self.run_levels((0..r).rev(), &self.prepared().inv, post, x, tmp, rec);
     }
 
     /// Backward of [`forward_permuted`](Self::forward_permuted): `g` goes from `∂L/∂X` to
@@ -336,11 +398,12 @@ impl<T: ConvFloat> MonarchFft<T> {
         tmp: &mut [Complex<T>],
     ) {
         let r = self.factors.len();
+        let p = self.prepared();
         for i in (0..r).rev() {
             if i + 1 < r {
                 self.twiddle(i, g, true);
             }
-            self.mult_backward(i, &self.fwd[i], &rec[i], g, &mut dblocks[i], tmp);
+            self.mult_backward(i, &p.fwd_adj[i], &rec[i], g, &mut dblocks[i], tmp);
         }
     }
 
@@ -353,8 +416,9 @@ impl<T: ConvFloat> MonarchFft<T> {
         tmp: &mut [Complex<T>],
     ) {
         let r = self.factors.len();
+        let p = self.prepared();
         for i in 0..r {
-            self.mult_backward(i, &self.inv[i], &rec[i], g, &mut dblocks[i], tmp);
+            self.mult_backward(i, &p.inv_adj[i], &rec[i], g, &mut dblocks[i], tmp);
             if i + 1 < r {
                 self.twiddle(i, g, false);
             }
