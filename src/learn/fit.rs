@@ -6,7 +6,9 @@ use super::optim::{Adam, Lbfgs, Optimizer, Schedule, Sgd};
 use crate::error::{check_len, check_shape, Error, Result};
 use crate::linear_map::Differentiable;
 use crate::scalar::Scalar;
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -35,6 +37,9 @@ pub struct FitOptions {
     pub batch_rows: usize,
     /// L-BFGS iterations after the first-order steps (0: none).
     pub lbfgs_iters: usize,
+    /// Stop L-BFGS once its loss has not dropped by 10 % over this many iterations (0: never);
+    /// see [`Lbfgs::patience`].
+    pub lbfgs_patience: usize,
     /// Stop as soon as the RMSE reaches this value.
     pub target_rmse: f64,
     /// Compare `Re W` with the target (for complex maps fitting real targets, e.g. the DCT
@@ -42,6 +47,12 @@ pub struct FitOptions {
     pub real_part: bool,
     /// Parameters that stay fixed (`true`: frozen), or `None`.
     pub frozen: Option<Vec<bool>>,
+    /// Rows of the identity (columns of the target) drawn without replacement for each
+    /// first-order step, a stochastic estimate of the full gradient that is cheaper for
+    /// large `in`; 0 (or ≥ `in`): all of them. L-BFGS always uses all of them.
+    pub sample_rows: usize,
+    /// Seed of the row sampling (the fit is deterministic for a seed).
+    pub seed: u64,
 }
 
 impl Default for FitOptions {
@@ -56,9 +67,12 @@ impl Default for FitOptions {
             schedule: Schedule::constant(),
             batch_rows: 32,
             lbfgs_iters: 0,
+            lbfgs_patience: 20,
             target_rmse: 0.0,
             real_part: false,
             frozen: None,
+            sample_rows: 0,
+            seed: 0,
         }
     }
 }
@@ -86,37 +100,47 @@ pub fn loss_and_grad<T: Scalar, M: Differentiable<T> + Sync + ?Sized>(
     batch_rows: usize,
     real_part: bool,
 ) -> Result<(f64, Vec<T>)> {
+    check_shape(
+        "target",
+        target.dim(),
+        (model.out_features(), model.in_features()),
+    )?;
+    let cols: Vec<usize> = (0..model.in_features()).collect();
+    loss_and_grad_cols(model, target, &cols, batch_rows, real_part)
+}
+
+/// The loss and gradient restricted to the columns `cols` of `W − A` (the map applied to
+/// the basis vectors `e_j`, `j ∈ cols`), normalised by `out · |cols|`.
+fn loss_and_grad_cols<T: Scalar, M: Differentiable<T> + Sync + ?Sized>(
+    model: &M,
+    target: ArrayView2<T>,
+    cols: &[usize],
+    batch_rows: usize,
+    real_part: bool,
+) -> Result<(f64, Vec<T>)> {
     let (out, inp) = (model.out_features(), model.in_features());
-    check_shape("target", target.dim(), (out, inp))?;
     if batch_rows == 0 {
         return Err(Error::Zero { what: "batch_rows" });
     }
-    let scale = 1.0 / (out * inp) as f64;
+    let scale = 1.0 / (out * cols.len()) as f64;
     let np = model.params().len();
-    let chunks: Vec<(usize, usize)> = (0..inp)
-        .step_by(batch_rows)
-        .map(|i| (i, (i + batch_rows).min(inp)))
-        .collect();
+    let chunks: Vec<&[usize]> = cols.chunks(batch_rows).collect();
     const GROUPS: usize = 8;
-    let per = chunks.len().div_ceil(GROUPS);
+    let per = chunks.len().div_ceil(GROUPS).max(1);
     let results: Vec<Result<(f64, Vec<T>)>> = chunks
-        .par_chunks(per.max(1))
+        .par_chunks(per)
         .map(|group| {
             let mut g = vec![T::zero(); np];
             let mut loss = 0.0;
-            for &(i0, i1) in group {
-                let x = Array2::from_shape_fn((i1 - i0, inp), |(r, c)| {
-                    if c == i0 + r {
-                        T::one()
-                    } else {
-                        T::zero()
-                    }
-                });
+            for chunk in group {
+                let mut x = Array2::<T>::zeros((chunk.len(), inp));
+                for (r, &j) in chunk.iter().enumerate() {
+                    x[(r, j)] = T::one();
+                }
                 let y = model.apply(x.view())?;
-                let t = target.slice(s![.., i0..i1]);
                 let mut dy = Array2::<T>::zeros(y.dim());
                 for ((r, c), d) in dy.indexed_iter_mut() {
-                    let mut e = y[(r, c)].to_c64() - t[(c, r)].to_c64();
+                    let mut e = y[(r, c)].to_c64() - target[(c, chunk[r])].to_c64();
                     if real_part {
                         e.im = 0.0;
                     }
@@ -183,11 +207,23 @@ pub fn fit_with_progress<T: Scalar, M: Differentiable<T> + Sync>(
         }
         Method::Sgd { momentum } => Box::new(Sgd::new(opts.lr, momentum)?),
     };
+    let inp = model.in_features();
+    let all: Vec<usize> = (0..inp).collect();
+    let sampled = opts.sample_rows > 0 && opts.sample_rows < inp;
+    let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut losses = Vec::new();
     let mut steps = 0;
     let mut rmse = f64::INFINITY;
     for step in 0..opts.steps {
-        let (loss, mut g) = loss_and_grad(model, target, opts.batch_rows, opts.real_part)?;
+        let cols = if sampled {
+            let mut c = rand::seq::index::sample(&mut rng, inp, opts.sample_rows).into_vec();
+            c.sort_unstable();
+            c
+        } else {
+            all.clone()
+        };
+        let (loss, mut g) =
+            loss_and_grad_cols(model, target, &cols, opts.batch_rows, opts.real_part)?;
         rmse = loss.sqrt();
         if !rmse.is_finite() {
             return Err(Error::Numerical(format!(
@@ -209,6 +245,7 @@ pub fn fit_with_progress<T: Scalar, M: Differentiable<T> + Sync>(
         let lb = Lbfgs {
             max_iters: opts.lbfgs_iters,
             loss_tol: opts.target_rmse * opts.target_rmse,
+            patience: opts.lbfgs_patience,
             ..Lbfgs::default()
         };
         let mut p = model.params().to_vec();

@@ -12,4 +12,4 @@ mod recipe;
 pub use fit::{fit, fit_with_progress, loss_and_grad, FitOptions, FitReport, Method};
 pub use optim::{Adam, DecayMask, Lbfgs, LbfgsReport, Optimizer, Schedule, Sgd};
 pub use permutation::{ButterflyProduct, Factor, LearnedPermutation, LogitSharing, Structure};
-pub use recipe::{learn_transform, LearnOptions, LearnReport};
+pub use recipe::{learn_transform, rmse, Attempt, LearnOptions, LearnReport};

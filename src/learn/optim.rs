@@ -308,6 +308,11 @@ pub struct Lbfgs {
     pub grad_tol: f64,
     /// Stop when the loss falls below this.
     pub loss_tol: f64,
+    /// Stop when the loss has not dropped by the fraction `min_decrease` over the last
+    /// `patience` iterations (0: never), e.g. at the precision floor or on a plateau.
+    pub patience: usize,
+    /// See `patience`.
+    pub min_decrease: f64,
 }
 
 impl Default for Lbfgs {
@@ -317,6 +322,8 @@ impl Default for Lbfgs {
             max_iters: 500,
             grad_tol: 1e-14,
             loss_tol: 0.0,
+            patience: 0,
+            min_decrease: 0.1,
         }
     }
 }
@@ -425,7 +432,11 @@ impl Lbfgs {
             loss = l;
             losses.push(loss);
             from_reals(&x, params);
-            if !improved {
+            let k = losses.len();
+            let stalled = self.patience > 0
+                && k > self.patience
+                && loss > (1.0 - self.min_decrease) * losses[k - 1 - self.patience];
+            if !improved || stalled {
                 break;
             }
         }

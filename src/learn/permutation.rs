@@ -37,6 +37,8 @@ pub struct LearnedPermutation<T: Scalar> {
     steps: Vec<[Vec<usize>; 3]>,
     logits: Vec<T>,
     hard: Option<Vec<bool>>,
+    /// Once hardened, the selected permutation as one gather.
+    hard_perm: Option<Vec<usize>>,
 }
 
 /// The gather indices of one step applied to every block of size `b` of a length-`n` vector.
@@ -94,6 +96,7 @@ impl<T: Scalar> LearnedPermutation<T> {
             steps,
             logits,
             hard: None,
+            hard_perm: None,
         })
     }
 
@@ -141,10 +144,18 @@ impl<T: Scalar> LearnedPermutation<T> {
         self.probs(&self.logits)
     }
 
-    /// Round every gate to 0 or 1 (`logit > 0`); the logits stop receiving gradients.
+    /// Round every gate to 0 or 1 (`logit > 0`); the logits stop receiving gradients and the
+    /// map becomes the single gather [`to_permutation`](Self::to_permutation).
     pub fn harden(&mut self) {
-        let h = self.logits.iter().map(|l| l.to_c64().re > 0.0).collect();
+        let h: Vec<bool> = self.logits.iter().map(|l| l.to_c64().re > 0.0).collect();
         self.hard = Some(h);
+        self.hard_perm = Some(self.compose_hard());
+    }
+
+    /// Back to soft gates `σ(logit)` (undoes [`harden`](Self::harden)).
+    pub fn soften(&mut self) {
+        self.hard = None;
+        self.hard_perm = None;
     }
 
     /// Round with the given logits (used by products that own the parameter buffer).
@@ -153,14 +164,9 @@ impl<T: Scalar> LearnedPermutation<T> {
         self.harden();
     }
 
-    /// The exact permutation the gates select once hardened (as a gather, `y[i] = x[perm[i]]`);
-    /// before hardening, the one selected by rounding the current gates.
-    pub fn to_permutation(&self) -> Permutation {
-        let mut q = self.clone();
-        if q.hard.is_none() {
-            q.harden();
-        }
-        let probs = q.probs(&q.logits);
+    /// The gather indices of the permutation selected by the hard gates.
+    fn compose_hard(&self) -> Vec<usize> {
+        let probs = self.probs(&self.logits);
         let mut perm: Vec<usize> = (0..self.n).collect();
         for (l, steps) in self.steps.iter().enumerate() {
             for (k, idx) in steps.iter().enumerate() {
@@ -169,16 +175,38 @@ impl<T: Scalar> LearnedPermutation<T> {
                 }
             }
         }
+        perm
+    }
+
+    /// The exact permutation the gates select once hardened (as a gather, `y[i] = x[perm[i]]`);
+    /// before hardening, the one selected by rounding the current gates.
+    pub fn to_permutation(&self) -> Permutation {
+        let perm = match &self.hard_perm {
+            Some(p) => p.clone(),
+            None => {
+                let mut q = self.clone();
+                q.harden();
+                q.compose_hard()
+            }
+        };
         Permutation::new(perm).expect("a composition of permutations")
     }
 
-    /// `x ← P x` for one row, recording the input of every step when `record` is given.
-    fn row_forward(&self, probs: &[[f64; 3]], x: &mut [T], mut record: Option<&mut Vec<T>>) {
-        let mut tmp = vec![T::zero(); self.n];
+    /// `x ← P x` for one row (`tmp` is scratch of length `n`), recording the input of every
+    /// step into `record` (length `3 · levels · n`) when given.
+    fn row_forward(
+        &self,
+        probs: &[[f64; 3]],
+        x: &mut [T],
+        tmp: &mut [T],
+        mut record: Option<&mut [T]>,
+    ) {
+        let n = self.n;
         for (l, steps) in self.steps.iter().enumerate() {
             for (k, idx) in steps.iter().enumerate() {
                 if let Some(r) = record.as_deref_mut() {
-                    r.extend_from_slice(x);
+                    let s = 3 * l + k;
+                    r[s * n..(s + 1) * n].copy_from_slice(x);
                 }
                 let p = probs[l][k];
                 if p == 0.0 {
@@ -187,17 +215,20 @@ impl<T: Scalar> LearnedPermutation<T> {
                 for (t, &j) in tmp.iter_mut().zip(idx) {
                     *t = x[j];
                 }
-                let (a, b) = (T::from_f64(1.0 - p), T::from_f64(p));
-                for (xi, &ti) in x.iter_mut().zip(tmp.iter()) {
-                    *xi = if p == 1.0 { ti } else { a * *xi + b * ti };
+                if p == 1.0 {
+                    x.copy_from_slice(tmp);
+                } else {
+                    let (a, b) = (T::from_f64(1.0 - p), T::from_f64(p));
+                    for (xi, &ti) in x.iter_mut().zip(tmp.iter()) {
+                        *xi = a * *xi + b * ti;
+                    }
                 }
             }
         }
     }
 
-    /// `y ← Pᵀ y` for one row.
-    fn row_transpose(&self, probs: &[[f64; 3]], y: &mut [T]) {
-        let mut tmp = vec![T::zero(); self.n];
+    /// `y ← Pᵀ y` for one row (`tmp` is scratch of length `n`).
+    fn row_transpose(&self, probs: &[[f64; 3]], y: &mut [T], tmp: &mut [T]) {
         for (l, steps) in self.steps.iter().enumerate().rev() {
             for (k, idx) in steps.iter().enumerate().rev() {
                 let p = probs[l][k];
@@ -216,25 +247,32 @@ impl<T: Scalar> LearnedPermutation<T> {
         }
     }
 
-    /// `dx` for one row, adding `∂L/∂p` per (level, step) into `dp`.
-    fn row_backward(&self, probs: &[[f64; 3]], x: &[T], dy: &mut [T], dp: &mut [[f64; 3]]) {
+    /// `dx` for one row (overwriting `dy`), adding `∂L/∂p` per (level, step) into `dp`;
+    /// `rec` (length `3 · levels · n`) and `tmp`, `xs` (length `n`) are scratch.
+    #[allow(clippy::too_many_arguments)]
+    fn row_backward(
+        &self,
+        probs: &[[f64; 3]],
+        x: &[T],
+        dy: &mut [T],
+        dp: &mut [[f64; 3]],
+        rec: &mut [T],
+        tmp: &mut [T],
+        xs: &mut [T],
+    ) {
         let n = self.n;
-        let mut rec = Vec::with_capacity(n * 3 * self.levels());
-        let mut xs = x.to_vec();
-        self.row_forward(probs, &mut xs, Some(&mut rec));
-        let mut tmp = vec![T::zero(); n];
+        xs.copy_from_slice(x);
+        self.row_forward(probs, xs, tmp, Some(rec));
         for (l, steps) in self.steps.iter().enumerate().rev() {
             for (k, idx) in steps.iter().enumerate().rev() {
                 let s = 3 * l + k;
                 let xin = &rec[s * n..(s + 1) * n];
                 let p = probs[l][k];
-                if self.hard.is_none() {
-                    let mut g = 0.0;
-                    for (i, &j) in idx.iter().enumerate() {
-                        g += (dy[i].to_c64().conj() * (xin[j] - xin[i]).to_c64()).re;
-                    }
-                    dp[l][k] += g;
+                let mut g = 0.0;
+                for ((d, &xi), &j) in dy.iter().zip(xin).zip(idx) {
+                    g += (d.to_c64().conj() * (xin[j] - xi).to_c64()).re;
                 }
+                dp[l][k] += g;
                 if p == 0.0 {
                     continue;
                 }
@@ -252,30 +290,57 @@ impl<T: Scalar> LearnedPermutation<T> {
 
     /// `y = x Pᵀ` (each row permuted) with the given logits.
     fn forward_with(&self, logits: &[T], x: ArrayView2<T>) -> Array2<T> {
-        let probs = self.probs(logits);
         let mut y = x.as_standard_layout().into_owned();
-        y.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .for_each(|mut row| {
+        if let Some(perm) = &self.hard_perm {
+            y.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .zip(x.axis_iter(Axis(0)))
+                .for_each(|(mut row, xr)| {
+                    for (yi, &j) in row.iter_mut().zip(perm) {
+                        *yi = xr[j];
+                    }
+                });
+            return y;
+        }
+        let probs = self.probs(logits);
+        y.axis_iter_mut(Axis(0)).into_par_iter().for_each_init(
+            || vec![T::zero(); self.n],
+            |tmp, mut row| {
                 let r = row.as_slice_mut().expect("standard layout");
-                self.row_forward(&probs, r, None);
-            });
+                self.row_forward(&probs, r, tmp, None);
+            },
+        );
         y
     }
 
+    /// `x = y P` (the transpose map) with the given logits.
     fn transpose_with(&self, logits: &[T], y: ArrayView2<T>) -> Array2<T> {
+        if let Some(perm) = &self.hard_perm {
+            let mut x = Array2::zeros(y.dim());
+            x.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .zip(y.axis_iter(Axis(0)))
+                .for_each(|(mut row, yr)| {
+                    for (&yi, &j) in yr.iter().zip(perm) {
+                        row[j] = yi;
+                    }
+                });
+            return x;
+        }
         let probs = self.probs(logits);
         let mut x = y.as_standard_layout().into_owned();
-        x.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .for_each(|mut row| {
+        x.axis_iter_mut(Axis(0)).into_par_iter().for_each_init(
+            || vec![T::zero(); self.n],
+            |tmp, mut row| {
                 let r = row.as_slice_mut().expect("standard layout");
-                self.row_transpose(&probs, r);
-            });
+                self.row_transpose(&probs, r, tmp);
+            },
+        );
         x
     }
 
-    /// `dx`, adding `∂L/∂logit` into `grads`; rows are reduced in a fixed order.
+    /// `dx`, adding `∂L/∂logit` into `grads` (nothing once hardened); rows are reduced in a
+    /// fixed order.
     fn backward_with(
         &self,
         logits: &[T],
@@ -283,7 +348,11 @@ impl<T: Scalar> LearnedPermutation<T> {
         dy: ArrayView2<T>,
         grads: &mut [T],
     ) -> Array2<T> {
+        if self.hard_perm.is_some() {
+            return self.transpose_with(logits, dy);
+        }
         let probs = self.probs(logits);
+        let n = self.n;
         let mut dx = dy.as_standard_layout().into_owned();
         let xs = x.as_standard_layout();
         const CHUNK: usize = 16;
@@ -293,22 +362,23 @@ impl<T: Scalar> LearnedPermutation<T> {
             .enumerate()
             .map(|(c, mut rows)| {
                 let mut dp = vec![[0.0; 3]; self.levels()];
+                let mut rec = vec![T::zero(); 3 * self.levels() * n];
+                let (mut tmp, mut xbuf) = (vec![T::zero(); n], vec![T::zero(); n]);
                 for (r, mut row) in rows.axis_iter_mut(Axis(0)).enumerate() {
                     let xr = xs.row(c * CHUNK + r);
                     let d = row.as_slice_mut().expect("standard layout");
-                    self.row_backward(&probs, xr.as_slice().expect("standard"), d, &mut dp);
+                    let xr = xr.as_slice().expect("standard layout");
+                    self.row_backward(&probs, xr, d, &mut dp, &mut rec, &mut tmp, &mut xbuf);
                 }
                 dp
             })
             .collect();
-        if self.hard.is_none() {
-            for dp in partial {
-                for (l, pl) in dp.iter().enumerate() {
-                    for k in 0..3 {
-                        let p = probs[l][k];
-                        let i = self.logit_index(l, k);
-                        grads[i] += T::from_f64(pl[k] * p * (1.0 - p));
-                    }
+        for dp in partial {
+            for (l, pl) in dp.iter().enumerate() {
+                for k in 0..3 {
+                    let p = probs[l][k];
+                    let i = self.logit_index(l, k);
+                    grads[i] += T::from_f64(pl[k] * p * (1.0 - p));
                 }
             }
         }
@@ -533,6 +603,49 @@ impl<T: Scalar> ButterflyProduct<T> {
                 q.harden_with(&self.params[self.offsets[i]..self.offsets[i + 1]]);
             }
         }
+    }
+
+    /// Back to soft gates in every learned permutation.
+    pub fn soften(&mut self) {
+        for f in &mut self.factors {
+            if let Factor::Permutation(q) = f {
+                q.soften();
+            }
+        }
+    }
+
+    /// Fresh random parameters, keeping the structure: every butterfly redrawn with `init`
+    /// (same blocks and stride order, zero bias), every logit from `N(0, logit_std²)`, all
+    /// permutations soft again.
+    pub fn randomize<R: Rng + ?Sized>(
+        &mut self,
+        init: Init,
+        logit_std: f64,
+        rng: &mut R,
+    ) -> Result<()> {
+        self.soften();
+        for (i, f) in self.factors.iter().enumerate() {
+            let fresh: Vec<T> = match f {
+                Factor::Butterfly(b) => {
+                    let cfg = ButterflyConfig {
+                        nblocks: b.nblocks(),
+                        increasing_stride: b.increasing_stride(),
+                        init,
+                        bias: b.bias().is_some(),
+                    };
+                    Butterfly::<T>::new(b.in_features(), b.out_features(), cfg, rng)?
+                        .params()
+                        .to_vec()
+                }
+                Factor::Permutation(q) => {
+                    LearnedPermutation::<T>::new(q.n(), q.sharing(), logit_std, rng)?
+                        .params()
+                        .to_vec()
+                }
+            };
+            self.params[self.offsets[i]..self.offsets[i + 1]].copy_from_slice(&fresh);
+        }
+        Ok(())
     }
 
     /// Whether every learned permutation is hardened.

@@ -1,13 +1,18 @@
-//! The paper's recipe for a product of butterflies and learned permutations: train everything
-//! with soft permutations, harden them, then polish the twiddles alone (Adam, then L-BFGS).
+//! The paper's recipe for a product of butterflies and learned permutations (Dao et al., ICML
+//! 2019, §4): train everything with soft permutations, harden them, then polish the twiddles
+//! alone (Adam, then L-BFGS) — made robust by restarting from fresh random parameters when the
+//! hardened candidate does not reach the target, and keeping the best candidate.
 
 use super::fit::{fit_with_progress, FitOptions, Method};
 use super::optim::Schedule;
 use super::permutation::ButterflyProduct;
-use crate::butterfly::Permutation;
-use crate::error::Result;
+use crate::butterfly::{Init, Permutation};
+use crate::error::{check_shape, Error, Result};
+use crate::linear_map::LinearMap;
 use crate::scalar::Scalar;
 use ndarray::ArrayView2;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::time::Instant;
 
 /// Options of [`learn_transform`].
@@ -17,15 +22,31 @@ pub struct LearnOptions {
     pub soft_steps: usize,
     /// Learning rate of the soft phase (cosine decay to 10 %).
     pub soft_lr: f64,
+    /// Rows of the identity sampled per soft step (0: all); see [`FitOptions::sample_rows`].
+    pub soft_sample_rows: usize,
     /// Adam steps on the twiddles after hardening.
     pub polish_steps: usize,
-    /// Learning rate of the polish phase.
+    /// Learning rate of the polish phase (cosine decay to 1 %).
     pub polish_lr: f64,
-    /// L-BFGS iterations at the end.
+    /// L-BFGS iterations at the end of the polish.
     pub lbfgs_iters: usize,
-    /// Stop once the RMSE reaches this value.
+    /// Stop L-BFGS once its loss has not dropped by 10 % over this many iterations.
+    pub lbfgs_patience: usize,
+    /// Stop polishing once the RMSE reaches this value.
     pub target_rmse: f64,
-    /// Compare `Re W` with the target.
+    /// A candidate is accepted (no further restart) once its RMSE is at most this fraction of
+    /// the target's RMS entry `‖A‖_F / √(out · in)`.
+    pub accept_rel_rmse: f64,
+    /// Most candidates tried (≥ 1): the first starts from the model's parameters, the others
+    /// from fresh random ones ([`ButterflyProduct::randomize`]).
+    pub restarts: usize,
+    /// Twiddle initialisation of restarted candidates.
+    pub init: Init,
+    /// Standard deviation of the logits of restarted candidates.
+    pub logit_std: f64,
+    /// Seed of the restarts and of the row sampling.
+    pub seed: u64,
+    /// Compare `Re W` with the target (a complex product fitting a real transform).
     pub real_part: bool,
     /// Rows of the identity per backward call.
     pub batch_rows: usize,
@@ -36,39 +57,72 @@ impl Default for LearnOptions {
         Self {
             soft_steps: 1500,
             soft_lr: 2e-2,
-            polish_steps: 500,
+            soft_sample_rows: 0,
+            polish_steps: 100,
             polish_lr: 5e-3,
-            lbfgs_iters: 300,
+            lbfgs_iters: 1000,
+            lbfgs_patience: 50,
             target_rmse: 1e-12,
+            accept_rel_rmse: 1e-4,
+            restarts: 6,
+            init: Init::Randn,
+            logit_std: 1.0,
+            seed: 0,
             real_part: false,
             batch_rows: 32,
         }
     }
 }
 
-/// What [`learn_transform`] did.
+/// One candidate of [`learn_transform`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct LearnReport {
-    /// RMSE at the end of the soft phase (before hardening).
+pub struct Attempt {
+    /// RMSE at the end of the soft phase (estimated when rows are sampled).
     pub soft_rmse: f64,
     /// RMSE right after hardening.
     pub hardened_rmse: f64,
-    /// Final RMSE.
+    /// RMSE after polishing.
     pub rmse: f64,
-    /// Adam steps in both phases.
+    /// Adam steps (soft and polish).
     pub steps: usize,
     /// L-BFGS iterations.
     pub lbfgs_iters: usize,
-    /// Wall time in seconds.
+    /// Wall time of the soft phase, in seconds.
+    pub soft_seconds: f64,
+    /// Wall time of the whole candidate, in seconds.
     pub seconds: f64,
-    /// The hardened permutations, in application order.
-    pub permutations: Vec<Permutation>,
-    /// RMSE along the way (both phases).
-    pub losses: Vec<f64>,
 }
 
-/// Learn `target` with `model` from its current parameters: soft phase, hardening, polish.
-/// `progress(step, rmse)` is called after every step of either phase.
+/// What [`learn_transform`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnReport {
+    /// RMSE of the returned model at the end of its soft phase.
+    pub soft_rmse: f64,
+    /// RMSE of the returned model right after hardening.
+    pub hardened_rmse: f64,
+    /// Final RMSE `‖W − A‖_F / √(out · in)` of the returned model.
+    pub rmse: f64,
+    /// Adam steps over all candidates.
+    pub steps: usize,
+    /// L-BFGS iterations over all candidates.
+    pub lbfgs_iters: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// The hardened permutations of the returned model, in application order.
+    pub permutations: Vec<Permutation>,
+    /// RMSE along the way of the returned model (soft phase, then polish).
+    pub losses: Vec<f64>,
+    /// Every candidate tried, in order.
+    pub attempts: Vec<Attempt>,
+    /// Index in `attempts` of the returned model.
+    pub chosen: usize,
+}
+
+/// Learn `target` (shape `(n, n)`) with `model`: for up to `restarts` candidates (the first
+/// from the model's current parameters), a soft phase, hardening and a polish; stops at the
+/// first candidate whose RMSE is within `accept_rel_rmse` of the target's scale and leaves the
+/// best candidate in `model`. `progress(step, rmse)` is called after every Adam step, with
+/// steps counted over all candidates.
 pub fn learn_transform<T: Scalar>(
     model: &mut ButterflyProduct<T>,
     target: ArrayView2<T>,
@@ -76,48 +130,133 @@ pub fn learn_transform<T: Scalar>(
     progress: &mut dyn FnMut(usize, f64),
 ) -> Result<LearnReport> {
     let start = Instant::now();
+    let n = model.n();
+    check_shape("target", target.dim(), (n, n))?;
+    if opts.restarts == 0 {
+        return Err(Error::Zero { what: "restarts" });
+    }
+    let scale = (target.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / (n * n) as f64).sqrt();
+    let accept = opts.accept_rel_rmse * scale;
     let adam = Method::Adam {
         beta1: 0.9,
         beta2: 0.999,
     };
-    let soft = FitOptions {
-        steps: opts.soft_steps,
-        lr: opts.soft_lr,
-        method: adam,
-        schedule: Schedule::cosine(0, opts.soft_steps, 0.1),
-        batch_rows: opts.batch_rows,
-        lbfgs_iters: 0,
-        target_rmse: 0.0,
-        real_part: opts.real_part,
-        frozen: None,
-    };
-    let r1 = fit_with_progress(model, target, &soft, progress)?;
-    model.harden();
-    let frozen = Some(model.logit_mask());
-    let offset = r1.steps;
-    let polish = FitOptions {
-        steps: opts.polish_steps,
-        lr: opts.polish_lr,
-        method: adam,
-        schedule: Schedule::cosine(0, opts.polish_steps, 0.01),
-        batch_rows: opts.batch_rows,
-        lbfgs_iters: opts.lbfgs_iters,
-        target_rmse: opts.target_rmse,
-        real_part: opts.real_part,
-        frozen,
-    };
-    let r2 = fit_with_progress(model, target, &polish, &mut |s, l| progress(offset + s, l))?;
-    let hardened_rmse = r2.losses.first().copied().unwrap_or(r2.rmse);
-    let mut losses = r1.losses;
-    losses.extend(r2.losses);
+    let mut attempts = Vec::new();
+    let mut best: Option<(usize, ButterflyProduct<T>, Vec<f64>, f64)> = None;
+    let mut offset = 0;
+    let mut lbfgs_total = 0;
+    for attempt in 0..opts.restarts {
+        let t0 = Instant::now();
+        if attempt > 0 {
+            let mut rng = StdRng::seed_from_u64(mix(opts.seed, attempt as u64));
+            model.randomize(opts.init, opts.logit_std, &mut rng)?;
+        } else {
+            model.soften();
+        }
+        let soft = FitOptions {
+            steps: opts.soft_steps,
+            lr: opts.soft_lr,
+            method: adam,
+            schedule: Schedule::cosine(0, opts.soft_steps, 0.1),
+            batch_rows: opts.batch_rows,
+            lbfgs_iters: 0,
+            lbfgs_patience: 0,
+            target_rmse: 0.0,
+            real_part: opts.real_part,
+            frozen: None,
+            sample_rows: opts.soft_sample_rows,
+            seed: mix(opts.seed ^ 0x5EED, attempt as u64),
+        };
+        let r1 = fit_with_progress(model, target, &soft, &mut |s, l| progress(offset + s, l))?;
+        offset += r1.steps;
+        let soft_seconds = t0.elapsed().as_secs_f64();
+        model.harden();
+        let polish = FitOptions {
+            steps: opts.polish_steps,
+            lr: opts.polish_lr,
+            method: adam,
+            schedule: Schedule::cosine(0, opts.polish_steps, 0.01),
+            batch_rows: opts.batch_rows,
+            lbfgs_iters: opts.lbfgs_iters,
+            lbfgs_patience: opts.lbfgs_patience,
+            target_rmse: opts.target_rmse,
+            real_part: opts.real_part,
+            frozen: Some(model.logit_mask()),
+            sample_rows: 0,
+            seed: 0,
+        };
+        let r2 = fit_with_progress(model, target, &polish, &mut |s, l| progress(offset + s, l))?;
+        offset += r2.steps;
+        lbfgs_total += r2.lbfgs_iters;
+        let hardened_rmse = r2.losses.first().copied().unwrap_or(r2.rmse);
+        attempts.push(Attempt {
+            soft_rmse: r1.rmse,
+            hardened_rmse,
+            rmse: r2.rmse,
+            steps: r1.steps + r2.steps,
+            lbfgs_iters: r2.lbfgs_iters,
+            soft_seconds,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        let better = best
+            .as_ref()
+            .is_none_or(|(.., best_rmse)| r2.rmse < *best_rmse);
+        if better {
+            let mut losses = r1.losses;
+            losses.extend(r2.losses);
+            best = Some((attempt, model.clone(), losses, r2.rmse));
+        }
+        if r2.rmse <= accept {
+            break;
+        }
+    }
+    let (chosen, chosen_model, losses, rmse) = best.expect("restarts ≥ 1");
+    *model = chosen_model;
+    let a = &attempts[chosen];
     Ok(LearnReport {
-        soft_rmse: r1.rmse,
-        hardened_rmse,
-        rmse: r2.rmse,
-        steps: r1.steps + r2.steps,
-        lbfgs_iters: r2.lbfgs_iters,
+        soft_rmse: a.soft_rmse,
+        hardened_rmse: a.hardened_rmse,
+        rmse,
+        steps: offset,
+        lbfgs_iters: lbfgs_total,
         seconds: start.elapsed().as_secs_f64(),
         permutations: model.permutations(),
         losses,
+        attempts,
+        chosen,
     })
+}
+
+/// `‖W − A‖_F / √(out · in)` of a map against a dense target (on `Re W` when `real_part`).
+pub fn rmse<T: Scalar, M: LinearMap<T> + ?Sized>(
+    model: &M,
+    target: ArrayView2<T>,
+    real_part: bool,
+) -> Result<f64> {
+    check_shape(
+        "target",
+        target.dim(),
+        (model.out_features(), model.in_features()),
+    )?;
+    let d = model.to_dense();
+    let s: f64 = d
+        .iter()
+        .zip(target.iter())
+        .map(|(a, b)| {
+            let mut e = a.to_c64() - b.to_c64();
+            if real_part {
+                e.im = 0.0;
+            }
+            e.norm_sqr()
+        })
+        .sum();
+    Ok((s / d.len().max(1) as f64).sqrt())
+}
+
+/// A well-mixed seed for candidate `k` of a run seeded with `seed` (SplitMix64's finaliser).
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
