@@ -9,9 +9,10 @@
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kaleidoscope::dense::gemm_xwt;
+use kaleidoscope::learn::{Adam, Optimizer};
 use kaleidoscope::{
-    BlockDiagonal, LinearMap, LowRank, Monarch, MonarchShape, PixelatedButterfly, PixelflyConfig,
-    RealScalar, Scalar, C64,
+    BlockDiagonal, Differentiable, Ldr, LdrClass, LinearMap, LowRank, Monarch, MonarchShape,
+    PixelatedButterfly, PixelflyConfig, RealScalar, Scalar, C64,
 };
 use ndarray::Array2;
 use rand::rngs::StdRng;
@@ -30,7 +31,8 @@ enum Source {
 }
 
 /// Project a dense matrix onto Monarch, block-diagonal, low-rank and Pixelated Butterfly
-/// matrices at matched parameter budgets; print the error and the apply speed-up.
+/// matrices at matched parameter budgets, and fit low displacement rank (LDR) matrices at the
+/// budgets of small displacement rank; print the error and the apply speed-up.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -55,6 +57,21 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// LDR rows only for budgets whose displacement rank is at most this (LDR is fast for
+    /// small ranks; its fit and apply cost grow with the rank). If no budget qualifies, the
+    /// smallest budget's row is fitted at this rank.
+    #[arg(long, default_value_t = 64)]
+    ldr_max_rank: usize,
+    /// Largest rank of the learned-subdiagonal LDR row (one row, at the smallest budget; its
+    /// divide-and-conquer multiply costs far more than the Toeplitz-like FFT one).
+    #[arg(long, default_value_t = 16)]
+    ldr_subdiagonal_rank: usize,
+    /// Seconds of Adam refinement per LDR row (0: the displacement SVD only).
+    #[arg(long, default_value_t = 2.0)]
+    ldr_seconds: f64,
+    /// Adam learning rate of that refinement, relative to the RMS of the initial parameters.
+    #[arg(long, default_value_t = 1e-2)]
+    ldr_lr: f64,
 }
 
 struct Row {
@@ -104,10 +121,23 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
         .into_iter()
         .filter(|&b| inp % b == 0 && out % b == 0 && b * b <= inp.min(out))
         .collect();
-    let total = block_counts.len() * 4;
+    let ldr_budgets: Vec<usize> = {
+        let n = inp.max(out);
+        let b: Vec<usize> = block_counts
+            .iter()
+            .map(|nb| 2 * inp * out / nb)
+            .filter(|&budget| budget / (2 * n) <= args.ldr_max_rank)
+            .collect();
+        match (b.is_empty(), block_counts.last()) {
+            (true, Some(&nb)) => vec![(2 * inp * out / nb).min(2 * n * args.ldr_max_rank.max(1))],
+            _ => b,
+        }
+    };
+    let total = block_counts.len() * 4 + ldr_budgets.len() + 1;
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("template"));
     let mut rows = Vec::new();
+    let n = inp.max(out);
     for &nb in &block_counts {
         bar.set_message(format!("Monarch, {nb} blocks"));
         let shape = MonarchShape::for_layer(inp, out, nb)?;
@@ -183,8 +213,130 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
         });
         bar.inc(1);
     }
+    let subdiagonal = LdrClass::Subdiagonal {
+        corner: true,
+        tied: false,
+    };
+    let last = ldr_budgets.last().map(|&b| (b, true));
+    for (budget, with_sub) in ldr_budgets.iter().map(|&b| (b, false)).chain(last) {
+        // G and H hold 2rn parameters; the fixed shifts Z_1, Z_{-1} none; the two learned
+        // subdiagonals with corners 2n.
+        let (family, class, rank) = if with_sub {
+            let r = budget.saturating_sub(2 * n) / (2 * n);
+            (
+                "LDR subdiagonal",
+                subdiagonal,
+                r.min(args.ldr_subdiagonal_rank),
+            )
+        } else {
+            (
+                "LDR Toeplitz-like",
+                LdrClass::ToeplitzLike { corner: true },
+                budget / (2 * n),
+            )
+        };
+        let rank = rank.clamp(1, n);
+        bar.set_message(format!("{family}, rank {rank}"));
+        let fit = fit_ldr(&target, class, rank, args)?;
+        rows.push(Row {
+            family,
+            detail: format!(
+                "rank {rank}, {}",
+                if fit.kept {
+                    format!("{} Adam steps", fit.steps)
+                } else {
+                    "displ. SVD".into()
+                }
+            ),
+            params: fit.map.num_params(),
+            rel_err: fit.err / norm,
+            time_s: time_map(&fit.map, &x),
+        });
+        bar.inc(1);
+    }
     bar.finish_and_clear();
     Ok((rows, dense_time))
+}
+
+struct LdrFit<T: Scalar> {
+    map: Ldr<T>,
+    err: f64,
+    steps: usize,
+    kept: bool,
+}
+
+/// An LDR matrix of `class` fitted to `target`: the displacement-SVD solution
+/// ([`Ldr::from_displacement`], operators `Z_1`, `Z_{-1}`) times the best scalar, then Adam
+/// on the sketched loss `‖X (W − A)ᵀ‖²_F / (b · out)` with a fresh Gaussian `X` of `b` rows
+/// each step (an unbiased estimate of `‖W − A‖²_F / out`) for `--ldr-seconds`, kept only if
+/// it lowers the exact error.
+fn fit_ldr<T: Scalar>(
+    target: &Array2<T>,
+    class: LdrClass,
+    rank: usize,
+    args: &Args,
+) -> kaleidoscope::Result<LdrFit<T>> {
+    let (out, inp) = target.dim();
+    let (mut init, _) = Ldr::from_displacement(target.view(), class, rank)?;
+    // W is linear in G: scale G by α = ⟨W, A⟩ / ‖W‖², the best multiple of W.
+    let w = init.to_dense();
+    let (mut num, mut den) = (C64::new(0.0, 0.0), 0.0);
+    for (&a, &b) in w.iter().zip(target.iter()) {
+        num += a.to_c64().conj() * b.to_c64();
+        den += a.to_c64().norm_sqr();
+    }
+    let alpha = if den > 0.0 {
+        num / den
+    } else {
+        C64::new(0.0, 0.0)
+    };
+    let alpha = T::from_parts(alpha.re, alpha.im);
+    let ng = init.g().len();
+    for p in &mut init.params_mut()[..ng] {
+        *p *= alpha;
+    }
+    let err0 = frob(&(&init.to_dense() - target));
+    let mut m = init.clone();
+    let rms = (m
+        .params()
+        .iter()
+        .map(|p| p.to_c64().norm_sqr())
+        .sum::<f64>()
+        / m.params().len() as f64)
+        .sqrt();
+    let mut opt = Adam::new(args.ldr_lr * rms.max(1e-12))?;
+    let mut rng = StdRng::seed_from_u64(args.seed + 7);
+    let b = 32;
+    let start = Instant::now();
+    let mut steps = 0;
+    while start.elapsed().as_secs_f64() < args.ldr_seconds {
+        let x = Array2::from_shape_simple_fn((b, inp), || T::randn(&mut rng, 1.0));
+        let mut dy = m.apply(x.view())?;
+        let mut want = Array2::zeros((b, out));
+        gemm_xwt(x.view(), target.view(), want.view_mut(), false);
+        let scale = T::from_f64(2.0 / (b * out) as f64);
+        dy.zip_mut_with(&want, |d, &w| *d = (*d - w) * scale);
+        let mut g = vec![T::zero(); m.num_params()];
+        m.backward(x.view(), dy.view(), &mut g)?;
+        opt.step(m.params_mut(), &g)?;
+        steps += 1;
+    }
+    let err = frob(&(&m.to_dense() - target));
+    Ok(if steps > 0 && err.is_finite() && err < err0 {
+        LdrFit {
+            map: m,
+            err,
+            steps,
+            kept: true,
+        }
+    } else {
+        LdrFit {
+            map: init,
+            err: err0,
+            steps,
+            kept: false,
+        }
+    })
 }
 
 fn plot(
@@ -228,6 +380,8 @@ fn plot(
         "block-diagonal",
         "low rank",
         "Pixelated Butterfly",
+        "LDR Toeplitz-like",
+        "LDR subdiagonal",
     ];
     for (i, fam) in families.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
@@ -294,7 +448,11 @@ fn report<T: Scalar>(
         );
     }
     println!("\nrel. error: ‖W − Ŵ‖_F / ‖W‖_F of the projection (closed form for Monarch, block-diagonal and low rank;");
-    println!("alternating projections for the Pixelated Butterfly). Learned butterflies and LDR need fitting (learn::fit).");
+    println!(
+        "alternating projections for the Pixelated Butterfly; for LDR the best rank-r displacement"
+    );
+    println!("Z_1 W − W Z_-1 by truncated SVD (exact at displacement rank ≤ r, e.g. Toeplitz: r = 2), scaled,");
+    println!("then --ldr-seconds of Adam on a sketched loss ‖X(W − A)ᵀ‖²; LDR rows only for ranks ≤ --ldr-max-rank).");
     if let Some(path) = &args.plot {
         plot(&rows, dense_params, path)?;
         println!("wrote {}", path.display());

@@ -213,6 +213,25 @@ fn check_products<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64, tol: f64) {
     );
 }
 
+/// The quadratic Horner multiply agrees with the fast one and with the explicit matrix.
+fn check_horner<T: Scalar>(m: &Ldr<T>, batch: usize, seed: u64) {
+    let x = randn::<T>(batch, m.in_features(), seed + 5);
+    let fast = m.apply(x.view()).unwrap();
+    let slow = m.apply_horner(x.view()).unwrap();
+    assert!(
+        rel_err(slow.view(), fast.view()) < 1e-10,
+        "horner vs fast {}",
+        rel_err(slow.view(), fast.view())
+    );
+    let mut want = matmul_xwt(x.view(), reference(m).view());
+    if let Some(b) = m.bias() {
+        for mut row in want.rows_mut() {
+            row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
+        }
+    }
+    assert!(rel_err(slow.view(), want.view()) < 1e-10);
+}
+
 /// The operators the map reports are the ones the layout describes.
 fn check_operators<T: Scalar>(m: &Ldr<T>) {
     let ops: Vec<C64> = m.operator_params().iter().map(|v| v.to_c64()).collect();
@@ -299,6 +318,7 @@ proptest! {
         let m = random_ldr::<f64>(inp, out, class, rank, bias, seed);
         check_operators(&m);
         check_products(&m, batch, seed, 1e-12);
+        check_horner(&m, batch, seed);
         check_backward_fd(&m, batch.max(1), seed);
         let m = random_ldr::<C64>(inp, out, class, rank, bias, seed + 1);
         check_operators(&m);
@@ -310,7 +330,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Sizes where the subdiagonal multiply divides and conquers (blocks of 32) and shifts
+    /// Sizes where the subdiagonal multiply divides and conquers (leaves of 8 indices) and shifts
     /// use FFTs of awkward lengths; odd batches exercise the pairing of real rows.
     #[test]
     fn larger_maps_match_krylov_construction(
@@ -320,9 +340,11 @@ proptest! {
         let class = CLASSES[ci];
         let m = random_ldr::<f64>(inp, out, class, rank, true, seed);
         check_products(&m, batch, seed, 1e-10);
+        check_horner(&m, batch, seed);
         check_backward_directional(&m, batch, seed);
         let m = random_ldr::<C64>(inp, out, class, rank, false, seed + 1);
         check_products(&m, batch, seed, 1e-10);
+        check_horner(&m, batch, seed);
         check_backward_directional(&m, batch, seed);
     }
 }
@@ -440,6 +462,115 @@ proptest! {
     }
 }
 
+/// The classes `from_displacement` accepts (their operators can be `Z_1`, `Z_{-1}`).
+const DISPLACEMENT_CLASSES: [LdrClass; 4] = [
+    LdrClass::ToeplitzLike { corner: true },
+    LdrClass::HankelLike { corner: true },
+    LdrClass::Subdiagonal {
+        corner: true,
+        tied: false,
+    },
+    LdrClass::Tridiagonal {
+        corners: true,
+        tied: false,
+    },
+];
+
+/// `Z_1 W − W Z_{-1}`.
+fn displacement(w: &M) -> M {
+    let n = w.nrows();
+    shift(n, 1.0).dot(w) - w.dot(&shift(n, -1.0))
+}
+
+fn frob(a: &M) -> f64 {
+    a.iter().map(|z| z.norm_sqr()).sum::<f64>().sqrt()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(30))]
+
+    /// A square matrix of displacement rank `r` (a random Toeplitz-like or Hankel-like LDR
+    /// matrix) is recovered exactly at rank `r`; at rank `r − 1` the displacement of the
+    /// result is the best rank-`r − 1` approximation of the target's (Eckart–Young, checked
+    /// against `LowRank::project`), the reported error is `‖dense − W‖_F`, and the operators
+    /// are `Z_1`, `Z_{-1}` for every accepted class.
+    #[test]
+    fn from_displacement_recovers_displacement_rank_r(
+        n in 1usize..40, rank_frac in 0.0f64..1.0, ci in 0usize..4, complex in any::<bool>(),
+        seed in 0u64..10_000,
+    ) {
+        let class = DISPLACEMENT_CLASSES[ci];
+        let r = 1 + ((n.min(5) - 1) as f64 * rank_frac) as usize;
+        let src = if matches!(class, LdrClass::HankelLike { .. }) {
+            LdrClass::HankelLike { corner: true }
+        } else {
+            LdrClass::ToeplitzLike { corner: true }
+        };
+        let (w, fit, err, fit_less, err_less) = if complex {
+            let w = random_ldr::<C64>(n, n, src, r, false, seed).to_dense();
+            let (m, e) = Ldr::from_displacement(w.view(), class, r).unwrap();
+            let less = (r > 1).then(|| Ldr::from_displacement(w.view(), class, r - 1).unwrap());
+            check_operators(&m);
+            let (ml, el) = less.map(|(m, e)| (Some(m.to_dense()), e)).unwrap_or((None, 0.0));
+            (w, m.to_dense(), e, ml, el)
+        } else {
+            let w = random_ldr::<f64>(n, n, src, r, false, seed).to_dense();
+            let (m, e) = Ldr::from_displacement(w.view(), class, r).unwrap();
+            check_operators(&m);
+            prop_assert_eq!(m.rank(), r);
+            prop_assert_eq!(m.class(), class);
+            let (a, b) = m.krylov_operators();
+            let c = |x: &Array2<f64>| x.mapv(|v| C64::new(v, 0.0));
+            prop_assert!(rel_err(c(&a).view(), shift(n, 1.0).view()) == 0.0);
+            prop_assert!(rel_err(c(&b).view(), shift(n, -1.0).view()) == 0.0);
+            let less = (r > 1).then(|| Ldr::from_displacement(w.view(), class, r - 1).unwrap());
+            let (ml, el) = less
+                .map(|(m, e)| (Some(c(&m.to_dense())), e))
+                .unwrap_or((None, 0.0));
+            (c(&w), c(&m.to_dense()), e, ml, el)
+        };
+        let scale = frob(&w);
+        prop_assert!(frob(&(&fit - &w)) < 1e-9 * scale, "rank {} not exact", r);
+        prop_assert!((err - frob(&(&fit - &w))).abs() < 1e-9 * scale);
+        if let Some(fl) = fit_less {
+            // The displacement's residual is the SVD tail; J-reverse rows for Hankel-like.
+            let flip = |x: &M| {
+                let mut y = x.clone();
+                if matches!(class, LdrClass::HankelLike { .. }) {
+                    y.invert_axis(ndarray::Axis(0));
+                }
+                y
+            };
+            let dw = displacement(&flip(&w));
+            let resid = frob(&(displacement(&flip(&fl)) - &dw));
+            let (_, tail) = LowRank::project(dw.view(), r - 1).unwrap();
+            prop_assert!((resid - tail).abs() < 1e-9 * scale, "{} vs {}", resid, tail);
+            prop_assert!((err_less - frob(&(&fl - &w))).abs() < 1e-9 * scale);
+            prop_assert!(err_less > 1e-6 * scale, "rank {} should not be exact", r - 1);
+        }
+    }
+
+    /// Rectangular targets, any values: the reported error is the true one, and at full rank
+    /// `n = max(out, in)` the fit is exact.
+    #[test]
+    fn from_displacement_rectangular_full_rank_is_exact(
+        out in 1usize..30, inp in 1usize..30, ci in 0usize..4, seed in 0u64..10_000,
+    ) {
+        let class = DISPLACEMENT_CLASSES[ci];
+        let w = randn::<f64>(out, inp, seed);
+        let n = out.max(inp);
+        let (m, e) = Ldr::from_displacement(w.view(), class, n).unwrap();
+        prop_assert_eq!((m.out_features(), m.in_features()), (out, inp));
+        prop_assert!(rel_err(m.to_dense().view(), w.view()) < 1e-10);
+        prop_assert!(e < 1e-10 * (1.0 + w.iter().map(|v| v * v).sum::<f64>().sqrt()));
+        let r = 1 + seed as usize % n;
+        let (m, e) = Ldr::from_displacement(w.view(), class, r).unwrap();
+        let d = &m.to_dense() - &w;
+        let true_err = d.iter().map(|v| v * v).sum::<f64>().sqrt();
+        prop_assert!((e - true_err).abs() <= 1e-12 * (1.0 + true_err));
+    }
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let mut r = rng(0);
@@ -518,6 +649,38 @@ fn bad_input_is_a_typed_error() {
         Ldr::<f64>::toeplitz(&[], &[1.0]),
         Err(Error::Zero { .. })
     ));
+    let w = Array2::<f64>::zeros((5, 3));
+    for class in [
+        LdrClass::ToeplitzLike { corner: false },
+        LdrClass::VandermondeLike,
+        LdrClass::Subdiagonal {
+            corner: true,
+            tied: true,
+        },
+        LdrClass::Tridiagonal {
+            corners: false,
+            tied: false,
+        },
+    ] {
+        assert!(matches!(
+            Ldr::from_displacement(w.view(), class, 2),
+            Err(Error::InvalidArgument { what: "class", .. })
+        ));
+    }
+    assert!(matches!(
+        Ldr::from_displacement(w.view(), class, 0),
+        Err(Error::InvalidArgument { what: "rank", .. })
+    ));
+    assert!(matches!(
+        Ldr::from_displacement(w.view(), class, 6),
+        Err(Error::InvalidArgument { what: "rank", .. })
+    ));
+    assert!(matches!(
+        Ldr::from_displacement(Array2::<f64>::zeros((0, 3)).view(), class, 1),
+        Err(Error::Zero {
+            what: "out_features"
+        })
+    ));
     let x = Array2::<f64>::zeros((3, 5));
     assert!(matches!(
         m.apply(x.view()),
@@ -527,6 +690,10 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(
         m.apply_into(Array2::zeros((3, 4)).view(), y.view_mut()),
         Err(Error::Shape { what: "y", .. })
+    ));
+    assert!(matches!(
+        m.apply_horner(x.view()),
+        Err(Error::Shape { what: "x", .. })
     ));
     assert!(matches!(
         m.apply_transpose(x.view()),

@@ -1,7 +1,7 @@
 //! [`Ldr`]: a matrix of low displacement rank, `W = Σᵢ K(A, gᵢ) K(B, hᵢ)ᵀ`.
 
 use super::fft::{from_cx, to_cx, zero, Cx, FftFloat};
-use super::krylov::{OpPlan, Prepared, ShiftPlan, Ws, LEAF};
+use super::krylov::{OpPlan, Prepared, ShiftPlan, SubdiagVec, Ws, LEAF};
 use super::operators::{BandGrad, LdrClass, OpKind};
 use super::simd;
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};
@@ -227,6 +227,105 @@ impl<T: Scalar> Ldr<T> {
         Self::from_generators(k, m, class, g.view(), h.view(), &[], None)
     }
 
+    /// The LDR matrix whose displacement is the best rank-`rank` approximation of that of
+    /// `dense` (shape `(out, in)`): with `∇(W) = Z_1 W − W Z_{-1}`, invertible since the
+    /// spectra of `Z_1` and `Z_{-1}` are disjoint, and the truncated SVD
+    /// `∇(dense) ≈ Σᵢ σᵢ uᵢ vᵢᴴ`, the generators are `gᵢ = √(σᵢ/2) uᵢ`,
+    /// `hᵢ = −√(σᵢ/2) Z_{-1} v̄ᵢ`, so `W = ∇⁻¹(Σᵢ σᵢ uᵢ vᵢᴴ)` (Eckart–Young applied to the
+    /// displacement; Thomas et al., NeurIPS 2018, §2). Returns the map and the Frobenius error
+    /// `‖dense − W‖_F`.
+    ///
+    /// Exact whenever `∇(dense)` has rank `≤ rank` (a square Toeplitz matrix: rank 2). It
+    /// minimises the displacement's error, not `‖dense − W‖_F`, so it is a starting point for
+    /// fitting rather than an optimal projection. A rectangular `dense` is zero-padded to
+    /// `n × n`, `n = max(out, in)` (for Hankel-like, placed in the rows `J` maps it to).
+    ///
+    /// `class` must have the operators `Z_1`, `Z_{-1}` or be able to hold them:
+    /// `ToeplitzLike { corner: true }`, `HankelLike { corner: true }`,
+    /// `Subdiagonal { corner: true, tied: false }` and `Tridiagonal { corners: true,
+    /// tied: false }` (their operators are set to `Z_1` and `Z_{-1}`). No bias.
+    pub fn from_displacement(
+        dense: ArrayView2<T>,
+        class: LdrClass,
+        rank: usize,
+    ) -> Result<(Self, f64)> {
+        let (out, inp) = dense.dim();
+        let n = check_sizes(inp, out, rank)?;
+        let (op_a, op_b): (Vec<T>, Vec<T>) = {
+            let (o, z) = (T::one(), T::zero());
+            let sub = |corner: T| {
+                let mut p = vec![o; n - 1];
+                p.push(corner);
+                p
+            };
+            let tri = |corner: T| {
+                let mut p = vec![o; n - 1];
+                p.extend(std::iter::repeat_n(z, 2 * n - 1));
+                p.extend([corner, z]);
+                p
+            };
+            match class {
+                LdrClass::ToeplitzLike { corner: true } | LdrClass::HankelLike { corner: true } => {
+                    (vec![], vec![])
+                }
+                LdrClass::Subdiagonal {
+                    corner: true,
+                    tied: false,
+                } => (sub(o), sub(-o)),
+                LdrClass::Tridiagonal {
+                    corners: true,
+                    tied: false,
+                } => (tri(o), tri(-o)),
+                _ => {
+                    return Err(Error::InvalidArgument {
+                        what: "class",
+                        message: format!(
+                            "expected a class whose operators can be Z_1 and Z_-1 \
+                             (ToeplitzLike or HankelLike with corner, Subdiagonal with corner \
+                             untied, Tridiagonal with corners untied), got {class:?}"
+                        ),
+                    })
+                }
+            }
+        };
+        let hankel = matches!(class, LdrClass::HankelLike { .. });
+        // The n × n Toeplitz-like target: `dense` zero-padded (rows reversed for Hankel-like).
+        let mut t = Array2::<T>::zeros((n, n));
+        for ((i, j), &v) in dense.indexed_iter() {
+            t[(if hankel { n - 1 - i } else { i }, j)] = v;
+        }
+        let disp = Array2::from_shape_fn((n, n), |(i, j)| {
+            let up = t[((i + n - 1) % n, j)];
+            let right = if j + 1 < n { t[(i, j + 1)] } else { -t[(i, 0)] };
+            up - right
+        });
+        let (u, sigma, v) = T::thin_svd(crate::dense::faer_ref(disp.view()))?;
+        let mut g = Array2::<T>::zeros((rank, n));
+        let mut h = Array2::<T>::zeros((rank, n));
+        for k in 0..rank {
+            let s = (sigma[k].to_c64().re / 2.0).sqrt();
+            for i in 0..n {
+                g[(k, i)] = u[(i, k)] * T::from_f64(s);
+            }
+            // h = −s Z_{-1} v̄: (Z_{-1} w)_0 = −w_{n−1}, (Z_{-1} w)_i = w_{i−1}.
+            h[(k, 0)] = v[(n - 1, k)].conj() * T::from_f64(s);
+            for i in 1..n {
+                h[(k, i)] = -v[(i - 1, k)].conj() * T::from_f64(s);
+            }
+        }
+        let mut ops = op_a;
+        ops.extend(op_b);
+        let m = Self::from_generators(inp, out, class, g.view(), h.view(), &ops, None)?;
+        let w = m.to_dense();
+        let err = w
+            .iter()
+            .zip(dense.iter())
+            .map(|(&a, &b)| (a - b).modulus_sqr().to_c64().re)
+            .sum::<f64>()
+            .sqrt();
+        Ok((m, err))
+    }
+
     fn operator_len(&self) -> usize {
         let (ka, kb, _, tied) = self.class.kinds();
         ka.num_params(self.n) + if tied { 0 } else { kb.num_params(self.n) }
@@ -303,15 +402,17 @@ impl<T: Scalar> Ldr<T> {
         TypeId::of::<T::Real>() == TypeId::of::<f32>()
     }
 
-    /// The per-call plans and prepared generators in float type `F`.
-    fn context<F: FftFloat>(&self) -> Ctx<F> {
+    /// The per-call plans and prepared generators in float type `F`: the fast algorithms, or
+    /// Horner's rule for every operator when `!fast`.
+    fn context<F: FftFloat>(&self, fast: bool) -> Ctx<F> {
         let n = self.n;
         let (ka, kb, flip, tied) = self.class.kinds();
         let ops: Vec<Cx<F>> = self.operator_params().iter().map(|&p| to_cx(p)).collect();
         let pa = ka.num_params(n);
         let pb = if tied { &ops[..pa] } else { &ops[pa..] };
-        let a = OpPlan::new(ka, n, &ops[..pa], LEAF);
-        let b = OpPlan::new(kb, n, pb, LEAF);
+        let leaf = fast.then_some(LEAF);
+        let a = OpPlan::new(ka, n, &ops[..pa], leaf);
+        let b = OpPlan::new(kb, n, pb, leaf);
         let mut ws = Ws::default();
         let cvt =
             |row: ndarray::ArrayView1<T>| -> Vec<Cx<F>> { row.iter().map(|&v| to_cx(v)).collect() };
@@ -345,8 +446,9 @@ impl<T: Scalar> Ldr<T> {
         mut y: ArrayViewMut2<T>,
         transpose: bool,
         conj: bool,
+        fast: bool,
     ) {
-        let ctx = self.context::<F>();
+        let ctx = self.context::<F>(fast);
         let n = self.n;
         let (rows, inp) = pack::<T, F>(x, n, conj);
         let mut out = vec![zero::<F>(); rows * n];
@@ -365,7 +467,7 @@ impl<T: Scalar> Ldr<T> {
         dy: ArrayView2<T>,
         grads: &mut [T],
     ) -> Array2<T> {
-        let ctx = self.context::<F>();
+        let ctx = self.context::<F>(true);
         let n = self.n;
         let (rows, xp) = pack::<T, F>(x, n, false);
         // With u = conj(dy) every gradient is the conjugate of a holomorphic derivative.
@@ -534,6 +636,16 @@ fn spectra<F: FftFloat>(p: &[Prepared<F>]) -> Vec<&[Cx<F>]> {
         .collect()
 }
 
+/// The vectors of generators prepared for a subdiagonal operator.
+fn subdiag_vecs<F: FftFloat>(p: &[Prepared<F>]) -> Vec<&SubdiagVec<F>> {
+    p.iter()
+        .map(|v| match v {
+            Prepared::Subdiag(s) => s,
+            _ => unreachable!("subdiagonal operators prepare subdiagonal vectors"),
+        })
+        .collect()
+}
+
 /// `out = Σᵢ K(Z_p, uᵢ) J K(Z_q, wᵢ) J x` for every row `x` of `inp` (`K(Z_q, w)ᵀ = J K(Z_q, w) J`),
 /// with the spectra `S_p uᵢ`, `S_q wᵢ`: one transform of the input, two per rank, and one
 /// inverse of the rank-summed spectrum, batched over the rows.
@@ -644,6 +756,21 @@ impl<F: FftFloat> Ctx<F> {
             } else {
                 fused_shift(sa, &ga, sb, &hb, inp, out, &mut ws.fused);
             }
+        } else if let (OpPlan::Subdiag(sa), OpPlan::Subdiag(sb)) = (&self.a, &self.b) {
+            // All ranks at once: out = Σᵢ K(P, pᵢ) K(Q, qᵢ)ᵀ x.
+            let (ga, hb) = (subdiag_vecs(&self.ga), subdiag_vecs(&self.hb));
+            let (p, pv, q, qv) = if transpose {
+                (sb, hb, sa, ga)
+            } else {
+                (sa, ga, sb, hb)
+            };
+            let ws = &mut ws.krylov;
+            let mut t = vec![zero::<F>(); self.rank * n];
+            for (x, y) in inp.chunks(n).zip(out.chunks_mut(n)) {
+                t.fill(zero());
+                q.tr_multi(&qv, x, &mut t, ws);
+                p.fwd_multi(&pv, &t, y, ws);
+            }
         } else {
             let ws = &mut ws.krylov;
             let mut t = vec![zero::<F>(); n];
@@ -741,10 +868,27 @@ impl<F: FftFloat> Ctx<F> {
 impl<T: Scalar> Ldr<T> {
     fn linear_map_into(&self, x: ArrayView2<T>, y: ArrayViewMut2<T>, transpose: bool, conj: bool) {
         if Self::single() {
-            self.linear::<f32>(x, y, transpose, conj)
+            self.linear::<f32>(x, y, transpose, conj, true)
         } else {
-            self.linear::<f64>(x, y, transpose, conj)
+            self.linear::<f64>(x, y, transpose, conj, true)
         }
+    }
+
+    /// `y = x Wᵀ + b` with every Krylov product `K(M, v) c` evaluated by Horner's rule,
+    /// `c₀ v + M(c₁ v + M(…))`: `O(r n²)` per row for any operator class. This is the
+    /// quadratic baseline that the FFT (`O(r n log n)`, shifts) and divide-and-conquer
+    /// (`O(r n log² n)`, subdiagonals) multiplies of [`apply`](LinearMap::apply) replace
+    /// (Thomas et al., NeurIPS 2018, §3.2); the same matrix, for checking and benchmarking.
+    pub fn apply_horner(&self, x: ArrayView2<T>) -> Result<Array2<T>> {
+        check_cols("x", x.dim(), self.in_features)?;
+        let mut y = Array2::zeros((x.nrows(), self.out_features));
+        if Self::single() {
+            self.linear::<f32>(x, y.view_mut(), false, false, false)
+        } else {
+            self.linear::<f64>(x, y.view_mut(), false, false, false)
+        }
+        add_bias(&mut y.view_mut(), self.bias());
+        Ok(y)
     }
 }
 
@@ -783,9 +927,9 @@ impl<T: Scalar> LinearMap<T> for Ldr<T> {
     /// multiplied two at a time.
     fn flops_per_row(&self) -> usize {
         let c = if Self::single() {
-            self.context::<f32>().flops_per_complex_row()
+            self.context::<f32>(true).flops_per_complex_row()
         } else {
-            self.context::<f64>().flops_per_complex_row()
+            self.context::<f64>(true).flops_per_complex_row()
         };
         let c = if T::IS_COMPLEX { c } else { c / 2 };
         c + if self.has_bias { self.out_features } else { 0 }
