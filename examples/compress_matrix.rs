@@ -72,6 +72,10 @@ struct Args {
     /// Adam learning rate of that refinement, relative to the RMS of the initial parameters.
     #[arg(long, default_value_t = 1e-2)]
     ldr_lr: f64,
+    /// Adam steps of the learned-butterfly row (`learn::fit` from random initialisation, two
+    /// butterfly blocks; each step samples 256 columns of the identity). 0: no such row.
+    #[arg(long, default_value_t = 40)]
+    butterfly_steps: usize,
 }
 
 struct Row {
@@ -133,7 +137,7 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
             _ => b,
         }
     };
-    let total = block_counts.len() * 4 + ldr_budgets.len() + 1;
+    let total = block_counts.len() * 4 + ldr_budgets.len() + 2;
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("template"));
     let mut rows = Vec::new();
@@ -251,6 +255,34 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
             params: fit.map.num_params(),
             rel_err: fit.err / norm,
             time_s: time_map(&fit.map, &x),
+        });
+        bar.inc(1);
+    }
+    if args.butterfly_steps > 0 {
+        bar.set_message("learned butterfly");
+        let cfg = kaleidoscope::ButterflyConfig {
+            nblocks: 2,
+            increasing_stride: false,
+            init: kaleidoscope::Init::Randn,
+            bias: false,
+        };
+        let mut b = kaleidoscope::Butterfly::<T>::new(inp, out, cfg, &mut rng)?;
+        let opts = kaleidoscope::learn::FitOptions {
+            steps: args.butterfly_steps,
+            lr: 2e-2,
+            schedule: kaleidoscope::learn::Schedule::cosine(0, args.butterfly_steps, 0.1),
+            sample_rows: 256,
+            seed: args.seed,
+            ..Default::default()
+        };
+        kaleidoscope::learn::fit(&mut b, target.view(), &opts)?;
+        let err = frob(&(b.to_dense() - &target));
+        rows.push(Row {
+            family: "learned butterfly",
+            detail: format!("2 blocks, {} Adam steps", args.butterfly_steps),
+            params: b.num_params(),
+            rel_err: err / norm,
+            time_s: time_map(&b, &x),
         });
         bar.inc(1);
     }

@@ -4,11 +4,13 @@
 //! recipe of Dao et al., *Learning Fast Algorithms for Linear Transforms Using Butterfly
 //! Factorizations* (ICML 2019), which recovers the FFT from random initialisation.
 
+mod check;
 mod fit;
 mod optim;
 mod permutation;
 mod recipe;
 
+pub use check::butterfly_residual;
 pub use fit::{fit, fit_with_progress, loss_and_grad, FitOptions, FitReport, Method};
 pub use optim::{Adam, DecayMask, Lbfgs, LbfgsReport, Optimizer, Schedule, Sgd};
 pub use permutation::{ButterflyProduct, Factor, LearnedPermutation, LogitSharing, Structure};

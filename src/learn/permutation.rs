@@ -648,6 +648,47 @@ impl<T: Scalar> ButterflyProduct<T> {
         Ok(())
     }
 
+    /// Fresh random twiddles for every butterfly (drawn with `init`, zero bias), keeping the
+    /// permutations' logits and hardness: a restart of the polish at a fixed permutation.
+    pub fn randomize_twiddles<R: Rng + ?Sized>(&mut self, init: Init, rng: &mut R) -> Result<()> {
+        for (i, f) in self.factors.iter().enumerate() {
+            if let Factor::Butterfly(b) = f {
+                let cfg = ButterflyConfig {
+                    nblocks: b.nblocks(),
+                    increasing_stride: b.increasing_stride(),
+                    init,
+                    bias: b.bias().is_some(),
+                };
+                let fresh = Butterfly::<T>::new(b.in_features(), b.out_features(), cfg, rng)?;
+                self.params[self.offsets[i]..self.offsets[i + 1]].copy_from_slice(fresh.params());
+            }
+        }
+        Ok(())
+    }
+
+    /// For a product `B · P_k ⋯ P_1` (learned permutations first, then one increasing-stride
+    /// butterfly of one block without bias), the composite permutation `P_k ⋯ P_1` (as a
+    /// gather) that rounding the logits in `params` selects; `None` for other structures.
+    pub fn rounded_permutation(&self, params: &[T]) -> Option<Permutation> {
+        let (last, perms) = self.factors.split_last()?;
+        match last {
+            Factor::Butterfly(b)
+                if b.nblocks() == 1 && b.increasing_stride() && b.bias().is_none() => {}
+            _ => return None,
+        }
+        let mut q: Vec<usize> = (0..self.n).collect();
+        for (i, f) in perms.iter().enumerate() {
+            let Factor::Permutation(p) = f else {
+                return None;
+            };
+            let mut p = p.clone();
+            p.harden_with(&params[self.offsets[i]..self.offsets[i + 1]]);
+            let g = p.hard_perm.as_ref().expect("hardened");
+            q = g.iter().map(|&j| q[j]).collect();
+        }
+        Permutation::new(q).ok()
+    }
+
     /// Whether every learned permutation is hardened.
     pub fn is_hard(&self) -> bool {
         self.factors.iter().all(|f| match f {

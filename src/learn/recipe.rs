@@ -3,12 +3,13 @@
 //! alone (Adam, then L-BFGS) — made robust by restarting from fresh random parameters when the
 //! hardened candidate does not reach the target, and keeping the best candidate.
 
+use super::check::butterfly_residual;
 use super::fit::{fit_with_progress, FitOptions, Method};
 use super::optim::Schedule;
 use super::permutation::ButterflyProduct;
 use crate::butterfly::{Init, Permutation};
 use crate::error::{check_shape, Error, Result};
-use crate::linear_map::LinearMap;
+use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
 use ndarray::ArrayView2;
 use rand::rngs::StdRng;
@@ -50,6 +51,16 @@ pub struct LearnOptions {
     pub real_part: bool,
     /// Rows of the identity per backward call.
     pub batch_rows: usize,
+    /// Hardening with a check: the hard settings of the this many least certain gates
+    /// (smallest `|logit|`, capped so that at most about `2^26 / n²` settings are tried) are
+    /// enumerated and scored by [`butterfly_residual`]; the nearest one (smallest total
+    /// `|logit|` of the flipped gates) that passes is polished. 0: plain rounding. Only for
+    /// products `B · P ⋯ P` (see [`ButterflyProduct::rounded_permutation`]).
+    pub flip_gates: usize,
+    /// When the hardened permutation passes the check but the polish misses, polish again
+    /// from fresh random twiddles ([`ButterflyProduct::randomize_twiddles`]) up to this many
+    /// times (real-part fits have spurious local minima even at the right permutation).
+    pub polish_restarts: usize,
 }
 
 impl Default for LearnOptions {
@@ -70,6 +81,8 @@ impl Default for LearnOptions {
             seed: 0,
             real_part: false,
             batch_rows: 32,
+            flip_gates: 10,
+            polish_restarts: 10,
         }
     }
 }
@@ -91,6 +104,12 @@ pub struct Attempt {
     pub soft_seconds: f64,
     /// Wall time of the whole candidate, in seconds.
     pub seconds: f64,
+    /// [`butterfly_residual`] of the hardened permutation (`None`: not checked).
+    pub residual: Option<f64>,
+    /// Gates flipped from plain rounding by the check.
+    pub flipped: usize,
+    /// Polishes run (1 + restarts from fresh twiddles).
+    pub polishes: usize,
 }
 
 /// What [`learn_transform`] did.
@@ -170,7 +189,7 @@ pub fn learn_transform<T: Scalar>(
         let r1 = fit_with_progress(model, target, &soft, &mut |s, l| progress(offset + s, l))?;
         offset += r1.steps;
         let soft_seconds = t0.elapsed().as_secs_f64();
-        model.harden();
+        let (residual, flipped) = harden_checked(model, target, opts)?;
         let polish = FitOptions {
             steps: opts.polish_steps,
             lr: opts.polish_lr,
@@ -185,28 +204,59 @@ pub fn learn_transform<T: Scalar>(
             sample_rows: 0,
             seed: 0,
         };
-        let r2 = fit_with_progress(model, target, &polish, &mut |s, l| progress(offset + s, l))?;
-        offset += r2.steps;
-        lbfgs_total += r2.lbfgs_iters;
-        let hardened_rmse = r2.losses.first().copied().unwrap_or(r2.rmse);
+        let passes = residual.is_some_and(|r| r <= CHECK_TOL);
+        let tries = if passes { 1 + opts.polish_restarts } else { 1 };
+        let mut r2 = None;
+        let mut hardened_rmse = f64::NAN;
+        let mut polishes = 0;
+        let mut rng = StdRng::seed_from_u64(mix(opts.seed ^ 0x7019, attempt as u64));
+        for k in 0..tries {
+            if k > 0 {
+                model.randomize_twiddles(opts.init, &mut rng)?;
+            }
+            let r = fit_with_progress(model, target, &polish, &mut |s, l| progress(offset + s, l))?;
+            offset += r.steps;
+            lbfgs_total += r.lbfgs_iters;
+            polishes += 1;
+            if k == 0 {
+                hardened_rmse = r.losses.first().copied().unwrap_or(r.rmse);
+            }
+            let done = r.rmse <= accept;
+            r2 = Some(match r2 {
+                Some((best_r, best_p)) if best_r <= r.rmse => (best_r, best_p),
+                _ => (
+                    r.rmse,
+                    (model.params().to_vec(), r.steps, r.lbfgs_iters, r.losses),
+                ),
+            });
+            if done {
+                break;
+            }
+        }
+        let (rmse2, (params2, steps2, lbfgs2, losses2)) = r2.expect("tries ≥ 1");
+        model.params_mut().copy_from_slice(&params2);
         attempts.push(Attempt {
             soft_rmse: r1.rmse,
             hardened_rmse,
-            rmse: r2.rmse,
-            steps: r1.steps + r2.steps,
-            lbfgs_iters: r2.lbfgs_iters,
+            rmse: rmse2,
+            steps: r1.steps + steps2,
+            lbfgs_iters: lbfgs2,
             soft_seconds,
             seconds: t0.elapsed().as_secs_f64(),
+            residual,
+            flipped,
+            polishes,
         });
+        let r2 = (rmse2, losses2);
         let better = best
             .as_ref()
-            .is_none_or(|(.., best_rmse)| r2.rmse < *best_rmse);
+            .is_none_or(|(.., best_rmse)| r2.0 < *best_rmse);
         if better {
             let mut losses = r1.losses;
-            losses.extend(r2.losses);
-            best = Some((attempt, model.clone(), losses, r2.rmse));
+            losses.extend(r2.1);
+            best = Some((attempt, model.clone(), losses, r2.0));
         }
-        if r2.rmse <= accept {
+        if r2.0 <= accept {
             break;
         }
     }
@@ -251,6 +301,94 @@ pub fn rmse<T: Scalar, M: LinearMap<T> + ?Sized>(
         })
         .sum();
     Ok((s / d.len().max(1) as f64).sqrt())
+}
+
+/// Relative [`butterfly_residual`] below which a hardened permutation counts as reachable.
+const CHECK_TOL: f64 = 1e-4;
+
+/// Harden `model`'s permutations, with the check of [`LearnOptions::flip_gates`] when the
+/// structure allows it; returns the residual of the chosen setting and the gates flipped.
+fn harden_checked<T: Scalar>(
+    model: &mut ButterflyProduct<T>,
+    target: ArrayView2<T>,
+    opts: &LearnOptions,
+) -> Result<(Option<f64>, usize)> {
+    let n = model.n();
+    let mut params = model.params().to_vec();
+    let Some(plain) = model.rounded_permutation(&params) else {
+        model.harden();
+        return Ok((None, 0));
+    };
+    let gates: Vec<usize> = model
+        .logit_mask()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &m)| m.then_some(i))
+        .collect();
+    let budget = ((1usize << 26) / (n * n).max(1)).max(1).ilog2() as usize;
+    let k = opts.flip_gates.min(gates.len()).min(budget);
+    let mut order = gates.clone();
+    order.sort_by(|&a, &b| {
+        let (la, lb) = (params[a].to_c64().re.abs(), params[b].to_c64().re.abs());
+        la.total_cmp(&lb)
+    });
+    order.truncate(k);
+    // Key: (fails the check, residual when failing, total |logit| flipped, flipped gates).
+    let r0 = butterfly_residual(target, &plain, opts.real_part)?;
+    let mut best = (
+        r0 > CHECK_TOL,
+        if r0 > CHECK_TOL { r0 } else { 0.0 },
+        0.0,
+        0usize,
+    );
+    if k > 0 && best.0 {
+        let mut trial = params.clone();
+        for bits in 1usize..(1 << k) {
+            let mut cost = 0.0;
+            for (t, &g) in order.iter().enumerate() {
+                let l = params[g].to_c64().re;
+                trial[g] = if bits >> t & 1 == 1 {
+                    cost += l.abs();
+                    T::from_f64(if l > 0.0 { -l } else { l.abs().max(1e-3) })
+                } else {
+                    params[g]
+                };
+            }
+            let q = model
+                .rounded_permutation(&trial)
+                .expect("checked structure");
+            let r = butterfly_residual(target, &q, opts.real_part)?;
+            let key = (
+                r > CHECK_TOL,
+                if r > CHECK_TOL { r } else { 0.0 },
+                cost,
+                bits,
+            );
+            let better = match (key.0, best.0) {
+                (false, true) => true,
+                (true, false) => false,
+                (true, true) => key.1 < best.1,
+                (false, false) => key.2 < best.2,
+            };
+            if better {
+                best = key;
+            }
+        }
+    }
+    let bits = best.3;
+    for (t, &g) in order.iter().enumerate() {
+        if bits >> t & 1 == 1 {
+            let l = params[g].to_c64().re;
+            params[g] = T::from_f64(if l > 0.0 { -l } else { l.abs().max(1e-3) });
+        }
+    }
+    model.params_mut().copy_from_slice(&params);
+    model.harden();
+    let q = model
+        .rounded_permutation(model.params())
+        .expect("checked structure");
+    let residual = butterfly_residual(target, &q, opts.real_part)?;
+    Ok((Some(residual), bits.count_ones() as usize))
 }
 
 /// A well-mixed seed for candidate `k` of a run seeded with `seed` (SplitMix64's finaliser).
