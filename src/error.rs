@@ -36,6 +36,10 @@ pub enum Error {
     /// No CUDA device (or driver) is available.
     #[error("no CUDA device: {0}")]
     NoDevice(String),
+    /// Reading or writing a file failed, or its contents were not what was expected (a
+    /// checkpoint of another shape, a data file that is empty or not UTF-8).
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
 }
 
 /// `Result<T, kaleidoscope::Error>`.

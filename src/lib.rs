@@ -35,6 +35,7 @@ pub mod learn;
 pub mod linear_map;
 pub mod low_rank;
 pub mod monarch;
+pub mod nn;
 pub mod pixelated_butterfly;
 pub mod scalar;
 

@@ -1,0 +1,159 @@
+//! [`Gpt2Trainer`]: AdamW with linear warm-up and cosine decay, and global gradient-norm
+//! clipping, over a [`Gpt2`]'s parameter groups.
+
+use super::model::{Gpt2, Gpt2Grads};
+use crate::error::{check_len, Error, Result};
+use crate::learn::{Adam, Optimizer, Schedule};
+use crate::scalar::RealScalar;
+
+/// Hyper-parameters of [`Gpt2Trainer`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainOptions {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay `λ` (AdamW), on embeddings and linear weights.
+    pub weight_decay: f64,
+    /// Adam's `β₁`, `β₂`.
+    pub betas: (f64, f64),
+    /// Linear warm-up steps.
+    pub warmup: usize,
+    /// Total steps (end of the cosine).
+    pub total_steps: usize,
+    /// Final learning rate as a fraction of `lr`.
+    pub min_lr_factor: f64,
+    /// Clip the global gradient norm to this value (`0`: no clipping).
+    pub clip: f64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            weight_decay: 0.1,
+            betas: (0.9, 0.95),
+            warmup: 100,
+            total_steps: 1000,
+            min_lr_factor: 0.1,
+            clip: 1.0,
+        }
+    }
+}
+
+/// What one [`Gpt2Trainer::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepInfo {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// AdamW (Loshchilov & Hutter, ICLR 2019) per parameter group with a shared warm-up + cosine
+/// schedule (`lr_t = lr · Schedule::cosine(warmup, total, min).factor(t)`) and clipping of the
+/// global gradient norm `‖g‖₂ ≤ clip` (Pascanu et al. 2013).
+#[derive(Debug, Clone)]
+pub struct Gpt2Trainer {
+    opts: TrainOptions,
+    schedule: Schedule,
+    adams: Vec<Adam>,
+    lens: Vec<usize>,
+    step: usize,
+}
+
+impl Gpt2Trainer {
+    /// A trainer for `model`'s groups.
+    pub fn new<T: RealScalar>(model: &Gpt2<T>, opts: TrainOptions) -> Result<Self> {
+        if !(opts.clip.is_finite() && opts.clip >= 0.0) {
+            return Err(Error::InvalidArgument {
+                what: "clip",
+                message: format!("expected a finite value ≥ 0, got {}", opts.clip),
+            });
+        }
+        if !(0.0..=1.0).contains(&opts.min_lr_factor) {
+            return Err(Error::InvalidArgument {
+                what: "min_lr_factor",
+                message: format!("expected a value in [0, 1], got {}", opts.min_lr_factor),
+            });
+        }
+        let mut me = Self {
+            opts,
+            schedule: Schedule::cosine(opts.warmup, opts.total_steps, opts.min_lr_factor),
+            adams: Vec::new(),
+            lens: Vec::new(),
+            step: 0,
+        };
+        me.sync(model)?;
+        Ok(me)
+    }
+
+    fn make_adam(&self, mask: Vec<bool>) -> Result<Adam> {
+        Adam::new(self.opts.lr)?
+            .with_betas(self.opts.betas.0, self.opts.betas.1, 1e-8)?
+            .with_weight_decay(self.opts.weight_decay, Some(mask))
+    }
+
+    /// Re-create the optimiser state of every group whose size changed (after
+    /// [`Gpt2::to_dense`]: the dense layers start with fresh moments).
+    pub fn sync<T: RealScalar>(&mut self, model: &Gpt2<T>) -> Result<()> {
+        let masks = model.decay_masks();
+        let lens: Vec<usize> = masks.iter().map(Vec::len).collect();
+        let mut adams = Vec::with_capacity(masks.len());
+        for (i, mask) in masks.into_iter().enumerate() {
+            if self.lens.get(i) == Some(&mask.len()) {
+                adams.push(self.adams[i].clone());
+            } else {
+                adams.push(self.make_adam(mask)?);
+            }
+        }
+        self.adams = adams;
+        self.lens = lens;
+        Ok(())
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    /// Set the step counter (when resuming from a checkpoint; the moments restart from zero).
+    pub fn set_step_count(&mut self, step: usize) {
+        self.step = step;
+    }
+
+    /// The learning rate of step `step`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        self.opts.lr * self.schedule.factor(step)
+    }
+
+    /// Clip `grads`, take one AdamW step on every group at the scheduled rate, zero `grads`.
+    pub fn step<T: RealScalar>(
+        &mut self,
+        model: &mut Gpt2<T>,
+        grads: &mut Gpt2Grads<T>,
+    ) -> Result<StepInfo> {
+        check_len("grads groups", grads.bufs.len(), self.adams.len())?;
+        let grad_norm = grads.global_norm();
+        if !grad_norm.is_finite() {
+            return Err(Error::Numerical(format!(
+                "gradient norm is {grad_norm} at step {}",
+                self.step
+            )));
+        }
+        if self.opts.clip > 0.0 && grad_norm > self.opts.clip {
+            grads.scale(self.opts.clip / grad_norm);
+        }
+        let lr = self.lr_at(self.step);
+        for ((adam, p), g) in self
+            .adams
+            .iter_mut()
+            .zip(model.groups_mut())
+            .zip(&grads.bufs)
+        {
+            Optimizer::<T>::set_lr(adam, lr);
+            adam.step(p, g)?;
+        }
+        grads.zero();
+        self.step += 1;
+        Ok(StepInfo { grad_norm, lr })
+    }
+}

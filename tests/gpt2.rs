@@ -1,0 +1,520 @@
+//! The GPT-2 of `nn::gpt2`: logits against a plain loop-by-loop reference, the whole model's
+//! gradients against central finite differences (f64, tiny configs), causality, one training
+//! step lowering the loss, save → load → identical logits, reverse sparsification, and bad
+//! input (data files, context, checkpoints of another shape).
+
+mod common;
+
+use common::rng;
+use kaleidoscope::nn::gpt2::{Batch, Gpt2, Gpt2Config, Gpt2Trainer, TextData, TrainOptions};
+use kaleidoscope::nn::{Structure, TensorStore};
+use kaleidoscope::{Error, LinearMap};
+use ndarray::Array2;
+
+fn tiny(mlp: Structure, attn: Structure) -> Gpt2Config {
+    Gpt2Config {
+        vocab_size: 7,
+        ctx: 5,
+        d_model: 8,
+        heads: 2,
+        layers: 2,
+        mlp_ratio: 2,
+        mlp,
+        attn,
+    }
+}
+
+fn batch_of(inputs: Vec<usize>, targets: Vec<usize>, batch: usize, seq: usize) -> Batch {
+    Batch {
+        inputs,
+        targets,
+        batch,
+        seq,
+    }
+}
+
+fn random_batch(vocab: usize, batch: usize, seq: usize, seed: u64) -> Batch {
+    use rand::Rng;
+    let mut r = rng(seed);
+    let inputs = (0..batch * seq).map(|_| r.random_range(0..vocab)).collect();
+    let targets = (0..batch * seq).map(|_| r.random_range(0..vocab)).collect();
+    batch_of(inputs, targets, batch, seq)
+}
+
+/// Perturb the model's parameters so that biases and layer-norm parameters are not at their
+/// special initial values (zero, one), which would hide errors in their gradients.
+fn perturbed(model: &mut Gpt2<f64>, seed: u64) {
+    use rand::Rng;
+    let mut r = rng(seed);
+    for g in model.groups_mut() {
+        for v in g.iter_mut() {
+            *v += r.random_range(-0.3..0.3);
+        }
+    }
+}
+
+fn layer_norm_ref(x: &[f64], p: &[f64]) -> Vec<f64> {
+    let d = x.len();
+    let mean = x.iter().sum::<f64>() / d as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+    (0..d)
+        .map(|j| (x[j] - mean) / (var + 1e-5).sqrt() * p[j] + p[d + j])
+        .collect()
+}
+
+fn gelu_ref(x: f64) -> f64 {
+    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+}
+
+/// GPT-2's logits by plain loops, one sequence at a time, with the layers applied through
+/// their dense matrices.
+fn reference_logits(m: &Gpt2<f64>, tokens: &[usize], batch: usize, seq: usize) -> Array2<f64> {
+    let c = m.config();
+    let (d, heads) = (c.d_model, c.heads);
+    let hd = d / heads;
+    let affine = |l: &kaleidoscope::nn::Linear<f64>, x: &[f64]| -> Vec<f64> {
+        let w = l.weight();
+        (0..l.out_features())
+            .map(|o| {
+                (0..l.in_features()).map(|i| w[(o, i)] * x[i]).sum::<f64>()
+                    + l.bias().map_or(0.0, |b| b[o])
+            })
+            .collect()
+    };
+    let mut out = Array2::zeros((batch * seq, c.vocab_size));
+    for b in 0..batch {
+        let mut xs: Vec<Vec<f64>> = (0..seq)
+            .map(|t| {
+                let tok = tokens[b * seq + t];
+                (0..d)
+                    .map(|j| m.wte()[(tok, j)] + m.wpe()[(t, j)])
+                    .collect()
+            })
+            .collect();
+        for blk in m.blocks() {
+            let qkv: Vec<Vec<f64>> = xs
+                .iter()
+                .map(|x| affine(&blk.qkv, &layer_norm_ref(x, &blk.ln1)))
+                .collect();
+            let mut att = vec![vec![0.0; d]; seq];
+            for h in 0..heads {
+                for i in 0..seq {
+                    let scores: Vec<f64> = (0..=i)
+                        .map(|j| {
+                            (0..hd)
+                                .map(|e| qkv[i][h * hd + e] * qkv[j][d + h * hd + e])
+                                .sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = scores.iter().map(|s| (s - mx).exp()).sum();
+                    for (j, s) in scores.iter().enumerate() {
+                        let p = (s - mx).exp() / z;
+                        for e in 0..hd {
+                            att[i][h * hd + e] += p * qkv[j][2 * d + h * hd + e];
+                        }
+                    }
+                }
+            }
+            for t in 0..seq {
+                let a = affine(&blk.proj, &att[t]);
+                let xm: Vec<f64> = xs[t].iter().zip(&a).map(|(x, y)| x + y).collect();
+                let h1: Vec<f64> = affine(&blk.fc1, &layer_norm_ref(&xm, &blk.ln2))
+                    .into_iter()
+                    .map(gelu_ref)
+                    .collect();
+                let f = affine(&blk.fc2, &h1);
+                xs[t] = xm.iter().zip(&f).map(|(x, y)| x + y).collect();
+            }
+        }
+        for t in 0..seq {
+            let hf = layer_norm_ref(&xs[t], m.ln_f());
+            for v in 0..c.vocab_size {
+                out[(b * seq + t, v)] = (0..d).map(|j| hf[j] * m.wte()[(v, j)]).sum();
+            }
+        }
+    }
+    out
+}
+
+fn loss_of(m: &Gpt2<f64>, b: &Batch) -> f64 {
+    let mut cache = m.cache(b.batch, b.seq);
+    m.loss(b, &mut cache).unwrap()
+}
+
+#[test]
+fn logits_match_the_reference() {
+    for (mlp, attn) in [
+        (Structure::Dense, Structure::Dense),
+        (
+            Structure::Monarch { nblocks: 2 },
+            Structure::LowRank { rank: 3 },
+        ),
+    ] {
+        let mut m = Gpt2::<f64>::new(tiny(mlp, attn), &mut rng(1)).unwrap();
+        perturbed(&mut m, 2);
+        let b = random_batch(7, 3, 5, 3);
+        let got = m.logits(&b.inputs, 3, 5).unwrap();
+        let want = reference_logits(&m, &b.inputs, 3, 5);
+        let err = (&got - &want).iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        assert!(err < 1e-12, "{mlp}/{attn}: {err}");
+        // The loss is the mean of −log softmax at the targets.
+        let mut ce = 0.0;
+        for (r, &t) in b.targets.iter().enumerate() {
+            let row = want.row(r);
+            let z: f64 = row.iter().map(|v| v.exp()).sum();
+            ce += z.ln() - row[t];
+        }
+        assert!((loss_of(&m, &b) - ce / 15.0).abs() < 1e-12);
+    }
+}
+
+/// Central differences of the mean cross-entropy for every parameter of tiny models.
+#[test]
+fn whole_model_gradients_match_finite_differences() {
+    for (mlp, attn, seq) in [
+        (Structure::Dense, Structure::Dense, 5),
+        (Structure::Monarch { nblocks: 2 }, Structure::Dense, 4),
+        (
+            Structure::BlockDiagonal { nblocks: 2 },
+            Structure::Monarch { nblocks: 2 },
+            3,
+        ),
+    ] {
+        let mut m = Gpt2::<f64>::new(tiny(mlp, attn), &mut rng(4)).unwrap();
+        perturbed(&mut m, 5);
+        let b = random_batch(7, 2, seq, 6);
+        let mut grads = m.zero_grads();
+        let mut cache = m.cache(2, seq);
+        let loss = m.forward_backward(&b, &mut cache, &mut grads).unwrap();
+        assert!((loss - loss_of(&m, &b)).abs() < 1e-14);
+        let h = 1e-5;
+        let names = m.group_names();
+        for (gi, name) in names.iter().enumerate() {
+            let len = m.groups()[gi].len();
+            let mut worst = 0.0f64;
+            let scale = grads.bufs[gi].iter().fold(1e-3f64, |a, v| a.max(v.abs()));
+            for k in 0..len {
+                let mut mp = m.clone();
+                mp.groups_mut()[gi][k] += h;
+                let mut mm = m.clone();
+                mm.groups_mut()[gi][k] -= h;
+                let fd = (loss_of(&mp, &b) - loss_of(&mm, &b)) / (2.0 * h);
+                worst = worst.max((fd - grads.bufs[gi][k]).abs());
+            }
+            assert!(
+                worst / scale < 1e-6,
+                "{mlp}/{attn} {name}: {worst} (scale {scale})"
+            );
+        }
+    }
+}
+
+/// Changing a token changes no logit at an earlier position.
+#[test]
+fn attention_is_causal() {
+    let m = Gpt2::<f64>::new(tiny(Structure::Dense, Structure::Dense), &mut rng(7)).unwrap();
+    let b = random_batch(7, 1, 5, 8);
+    let base = m.logits(&b.inputs, 1, 5).unwrap();
+    for t in 0..5 {
+        let mut toks = b.inputs.clone();
+        toks[t] = (toks[t] + 1) % 7;
+        let l = m.logits(&toks, 1, 5).unwrap();
+        for r in 0..5 {
+            let same = l.row(r) == base.row(r);
+            assert_eq!(same, r < t, "position {r}, changed token {t}");
+        }
+    }
+}
+
+/// One AdamW step (no warm-up) on a fixed batch lowers that batch's loss, for dense and
+/// structured models, in f32.
+#[test]
+fn one_training_step_lowers_the_loss() {
+    for (mlp, attn) in [
+        (Structure::Dense, Structure::Dense),
+        (Structure::Monarch { nblocks: 4 }, Structure::Dense),
+        (
+            Structure::Butterfly { nblocks: 1 },
+            Structure::LowRank { rank: 4 },
+        ),
+    ] {
+        let cfg = Gpt2Config {
+            vocab_size: 32,
+            ctx: 16,
+            d_model: 32,
+            heads: 4,
+            layers: 2,
+            mlp_ratio: 4,
+            mlp,
+            attn,
+        };
+        let mut m = Gpt2::<f32>::new(cfg, &mut rng(9)).unwrap();
+        let b = random_batch(32, 4, 16, 10);
+        let mut cache = m.cache(4, 16);
+        let mut grads = m.zero_grads();
+        let opts = TrainOptions {
+            lr: 1e-3,
+            warmup: 0,
+            total_steps: 10,
+            ..TrainOptions::default()
+        };
+        let mut trainer = Gpt2Trainer::new(&m, opts).unwrap();
+        let before = m.forward_backward(&b, &mut cache, &mut grads).unwrap();
+        let info = trainer.step(&mut m, &mut grads).unwrap();
+        assert!(info.grad_norm > 0.0 && (info.lr - 1e-3).abs() < 1e-12);
+        assert!(grads.bufs.iter().all(|g| g.iter().all(|&v| v == 0.0)));
+        let after = m.loss(&b, &mut cache).unwrap();
+        assert!(after < before, "{mlp}/{attn}: {before} -> {after}");
+    }
+}
+
+/// A hundred steps on a short periodic text drive the validation loss below the text's
+/// unigram entropy (1.50 nats: the model uses its context), far below `ln 256`.
+#[test]
+fn short_training_run_learns_a_repeated_text() {
+    let data = TextData::from_text(&"abcabcabd ".repeat(40), 0.1).unwrap();
+    let cfg = Gpt2Config {
+        vocab_size: 256,
+        ctx: 16,
+        d_model: 32,
+        heads: 2,
+        layers: 1,
+        mlp_ratio: 4,
+        mlp: Structure::Monarch { nblocks: 2 },
+        attn: Structure::Dense,
+    };
+    let mut m = Gpt2::<f32>::new(cfg, &mut rng(11)).unwrap();
+    let opts = TrainOptions {
+        lr: 1e-2,
+        warmup: 5,
+        total_steps: 120,
+        ..TrainOptions::default()
+    };
+    let mut trainer = Gpt2Trainer::new(&m, opts).unwrap();
+    let mut cache = m.cache(8, 16);
+    let mut grads = m.zero_grads();
+    let mut r = rng(12);
+    for _ in 0..120 {
+        let b = data.train_batch(8, 16, &mut r).unwrap();
+        m.forward_backward(&b, &mut cache, &mut grads).unwrap();
+        trainer.step(&mut m, &mut grads).unwrap();
+    }
+    let val = data.val_batch(0, 1, 2, 16).unwrap();
+    let loss = m.loss(&val, &mut cache).unwrap();
+    assert!(
+        loss < 1.0,
+        "validation loss {loss} (uniform: {})",
+        256f64.ln()
+    );
+    let sample = m.generate(&[b'a' as usize], 8, 0.0, &mut r).unwrap();
+    assert_eq!(sample.len(), 8);
+    assert!(sample.iter().all(|&t| t < 256));
+}
+
+#[test]
+fn save_load_gives_identical_logits() {
+    let dir = std::env::temp_dir().join(format!("kal_gpt2_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = Gpt2Config {
+        vocab_size: 11,
+        ctx: 6,
+        d_model: 16,
+        heads: 2,
+        layers: 2,
+        mlp_ratio: 4,
+        mlp: Structure::Monarch { nblocks: 4 },
+        attn: Structure::LowRank { rank: 4 },
+    };
+    let m = Gpt2::<f32>::new(cfg, &mut rng(13)).unwrap();
+    let b = random_batch(11, 2, 6, 14);
+    let path = dir.join("model.safetensors");
+    m.save(&path).unwrap();
+    let back = Gpt2::<f32>::load(&path).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(
+        back.logits(&b.inputs, 2, 6).unwrap(),
+        m.logits(&b.inputs, 2, 6).unwrap()
+    );
+    // nanoGPT's names for the dense tensors.
+    let store = TensorStore::load(&path).unwrap();
+    assert_eq!(
+        store.shape("transformer.wte.weight"),
+        Some(&[11usize, 16][..])
+    );
+    assert_eq!(
+        store.shape("transformer.h.1.ln_2.bias"),
+        Some(&[16usize][..])
+    );
+    assert_eq!(
+        store.shape("transformer.h.0.mlp.c_fc.blkdiag1"),
+        Some(&[4usize, 4, 4][..])
+    );
+    // Reverse sparsification keeps the function; its checkpoint loads as a dense model.
+    let dense = m.to_dense();
+    assert!(!dense.is_structured());
+    let (a, c) = (
+        m.logits(&b.inputs, 2, 6).unwrap(),
+        dense.logits(&b.inputs, 2, 6).unwrap(),
+    );
+    assert!((&a - &c).iter().all(|v| v.abs() < 1e-5));
+    dense.save(&path).unwrap();
+    let back = Gpt2::<f32>::load_matching(&TensorStore::load(&path).unwrap(), &cfg).unwrap();
+    assert_eq!(back, dense);
+    assert_eq!(
+        store.shape("transformer.h.0.attn.c_proj.u"),
+        Some(&[16usize, 4][..])
+    );
+    // A checkpoint of another shape is refused by name.
+    let other = Gpt2Config { d_model: 8, ..cfg };
+    match Gpt2::<f32>::load_matching(&TensorStore::load(&path).unwrap(), &other) {
+        Err(Error::InvalidArgument { what, message }) => {
+            assert_eq!(what, "checkpoint");
+            assert!(message.contains("d_model=16"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let dir = std::env::temp_dir().join(format!("kal_gpt2_bad_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Data files: missing, empty, not UTF-8, shorter than the context.
+    assert!(matches!(
+        TextData::from_file(dir.join("missing.txt"), 0.1),
+        Err(Error::Io { .. })
+    ));
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    match TextData::from_file(&empty, 0.1) {
+        Err(Error::Io { message, .. }) => assert!(message.contains("empty"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let binary = dir.join("binary.txt");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00]).unwrap();
+    assert!(matches!(
+        TextData::from_file(&binary, 0.1),
+        Err(Error::Io { .. })
+    ));
+    let short = TextData::from_text("hello world, hello", 0.5).unwrap();
+    assert!(matches!(
+        short.train_batch(2, 16, &mut rng(0)),
+        Err(Error::InvalidArgument { what: "ctx", .. })
+    ));
+    assert!(matches!(
+        TextData::from_text("abc", 1.0),
+        Err(Error::InvalidArgument {
+            what: "val_fraction",
+            ..
+        })
+    ));
+    // Configurations.
+    let bad_heads = Gpt2Config {
+        heads: 3,
+        ..tiny(Structure::Dense, Structure::Dense)
+    };
+    assert!(matches!(
+        Gpt2::<f32>::new(bad_heads, &mut rng(0)),
+        Err(Error::InvalidArgument { what: "heads", .. })
+    ));
+    let bad_blocks = tiny(Structure::Monarch { nblocks: 3 }, Structure::Dense);
+    assert!(matches!(
+        Gpt2::<f32>::new(bad_blocks, &mut rng(0)),
+        Err(Error::InvalidArgument {
+            what: "nblocks",
+            ..
+        })
+    ));
+    // Token batches.
+    let m = Gpt2::<f32>::new(tiny(Structure::Dense, Structure::Dense), &mut rng(0)).unwrap();
+    assert!(matches!(
+        m.logits(&[0; 12], 2, 6),
+        Err(Error::InvalidArgument { what: "seq", .. })
+    ));
+    assert!(matches!(
+        m.logits(&[0, 1, 9], 1, 3),
+        Err(Error::InvalidArgument { what: "tokens", .. })
+    ));
+    assert!(matches!(
+        m.logits(&[0, 1], 1, 3),
+        Err(Error::BufferLength { what: "tokens", .. })
+    ));
+    let mut wrong = m.zero_grads();
+    wrong.bufs.pop();
+    let b = random_batch(7, 1, 3, 1);
+    let mut cache = m.cache(1, 3);
+    assert!(matches!(
+        m.forward_backward(&b, &mut cache, &mut wrong),
+        Err(Error::BufferLength { .. })
+    ));
+    // A checkpoint with a tensor of the wrong shape, and a missing checkpoint.
+    let mut store = TensorStore::new();
+    m.save_to(&mut store).unwrap();
+    store
+        .insert("transformer.wpe.weight", &[4, 8], &[0.0f32; 32])
+        .unwrap();
+    assert!(matches!(
+        Gpt2::<f32>::load_from(&store),
+        Err(Error::Shape {
+            what: "checkpoint tensor",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Gpt2::<f32>::load(dir.join("nothing.safetensors")),
+        Err(Error::Io { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The vectorisable `exp` of the f32 path against `f64::exp`, over the whole range it serves.
+#[test]
+fn fast_exp_is_accurate() {
+    use kaleidoscope::nn::gpt2::exp_f32;
+    let mut worst = 0.0f64;
+    for k in 0..=200_000 {
+        let x = -87.0 + 175.0 * k as f64 / 200_000.0;
+        let xf = x as f32;
+        let want = (xf as f64).exp();
+        worst = worst.max(((exp_f32(xf) as f64) - want).abs() / want);
+    }
+    assert!(worst < 3e-7, "relative error {worst}");
+    assert_eq!(exp_f32(0.0), 1.0);
+    assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(1000.0).is_finite());
+}
+
+/// The f32 model (fast exp, f32 GEMMs) agrees with the f64 model holding the same parameters.
+#[test]
+fn f32_and_f64_models_agree() {
+    let cfg = tiny(Structure::Monarch { nblocks: 2 }, Structure::Dense);
+    let m64 = Gpt2::<f64>::new(cfg, &mut rng(15)).unwrap();
+    let mut store = TensorStore::new();
+    m64.save_to(&mut store).unwrap();
+    let m32 = Gpt2::<f32>::load_from(&store).unwrap();
+    let b = random_batch(7, 2, 5, 16);
+    let (a, c) = (
+        m64.logits(&b.inputs, 2, 5).unwrap(),
+        m32.logits(&b.inputs, 2, 5).unwrap(),
+    );
+    let err = a
+        .iter()
+        .zip(c.iter())
+        .fold(0.0f64, |e, (x, y)| e.max((x - *y as f64).abs()));
+    assert!(err < 1e-5, "{err}");
+    let g = |v: Vec<f64>| {
+        let mut y = vec![0.0; v.len()];
+        kaleidoscope::nn::gpt2::gelu_forward(&v, &mut y);
+        y
+    };
+    let xs: Vec<f64> = (-400..=400).map(|k| k as f64 / 40.0).collect();
+    let y64 = g(xs.clone());
+    let xs32: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
+    let mut y32 = vec![0.0f32; xs.len()];
+    kaleidoscope::nn::gpt2::gelu_forward(&xs32, &mut y32);
+    for (p, q) in y64.iter().zip(&y32) {
+        assert!((p - *q as f64).abs() < 1e-6, "{p} vs {q}");
+    }
+}
