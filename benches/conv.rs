@@ -22,7 +22,7 @@ fn quick() -> bool {
 /// `(batch, channels, lengths, largest L for the direct convolution)`.
 fn config() -> (usize, usize, Vec<usize>, usize) {
     if quick() {
-        (1, 8, vec![256, 4096], 1024)
+        (2, 16, vec![1024, 4096, 16384], 1024)
     } else {
         (4, 64, (8..=16).map(|e| 1usize << e).collect(), 2048)
     }

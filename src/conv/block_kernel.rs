@@ -137,7 +137,8 @@ fn store_tile<T: ConvFloat, const N: usize>(
     }
 }
 
-/// Stride level: `f` even, `2·mp` a multiple of [`JT`].
+/// Stride level: `f` even, `2·mp` a multiple of [`JT`]; only input rows `k < rows.0` are read
+/// (the rest are taken as zero) and output rows `i < rows.1` (rounded up to even) written.
 #[inline(always)]
 fn stride_level<T: ConvFloat, A: MulAdd>(
     blk: &PreparedBlock<T>,
@@ -145,8 +146,10 @@ fn stride_level<T: ConvFloat, A: MulAdd>(
     x: &[T],
     y: &mut [T],
     tw: Option<PostTwiddle<'_, T>>,
+    rows: (usize, usize),
 ) {
     let f = blk.f;
+    let (k_end, i_end) = (rows.0.min(f), (rows.1.min(f) + 1) & !1);
     let row = 2 * mp;
     let chunk = f * row;
     for (a, (xs, ys)) in x
@@ -162,15 +165,15 @@ fn stride_level<T: ConvFloat, A: MulAdd>(
             // The tile's rows lie a power of two apart and would evict each other from L1
             // (set conflicts) while the output rows are computed: copy them together once.
             let mut xt = [T::zero(); MAX_STRIDE_F * JT];
-            for k in 0..f {
+            for k in 0..k_end {
                 xt[k * JT..(k + 1) * JT].copy_from_slice(&xs[k * row + jt..k * row + jt + JT]);
             }
-            for i in (0..f).step_by(2) {
+            for i in (0..i_end).step_by(2) {
                 let mut a0 = [T::zero(); JT];
                 let mut c0 = [T::zero(); JT];
                 let mut a1 = [T::zero(); JT];
                 let mut c1 = [T::zero(); JT];
-                for k in 0..f {
+                for k in 0..k_end {
                     let xk: &[T; JT] = xt[k * JT..(k + 1) * JT].try_into().expect("tile");
                     let (r0, i0) = (blk.re[i * f + k], blk.im[i * f + k]);
                     let (r1, i1) = (blk.re[(i + 1) * f + k], blk.im[(i + 1) * f + k]);
@@ -239,25 +242,28 @@ fn row_level<T: ConvFloat, A: MulAdd, const F: usize, const F2: usize>(
     }
 }
 
-/// Any level, plainly: the fallback for shapes the vector kernels do not take.
+/// Any level, plainly: the fallback for shapes the vector kernels do not take (`rows` as in
+/// [`stride_level`]).
 fn level_plain<T: ConvFloat>(
     blk: &PreparedBlock<T>,
     mp: usize,
     x: &[T],
     y: &mut [T],
     tw: Option<PostTwiddle<'_, T>>,
+    rows: (usize, usize),
 ) {
     let f = blk.f;
+    let (k_end, i_end) = (rows.0.min(f), rows.1.min(f));
     let chunk = 2 * f * mp;
     for (a, (xs, ys)) in x
         .chunks_exact(chunk)
         .zip(y.chunks_exact_mut(chunk))
         .enumerate()
     {
-        for i in 0..f {
+        for i in 0..i_end {
             for j in 0..mp {
                 let mut acc = Complex::new(T::zero(), T::zero());
-                for k in 0..f {
+                for k in 0..k_end {
                     let b = Complex::new(blk.re[i * f + k], blk.im[i * f + k]);
                     let p = 2 * (k * mp + j);
                     acc += b * Complex::new(xs[p], xs[p + 1]);
@@ -282,10 +288,11 @@ fn level_generic<T: ConvFloat, A: MulAdd>(
     x: &[T],
     y: &mut [T],
     tw: Option<PostTwiddle<'_, T>>,
+    rows: (usize, usize),
 ) {
     let f = blk.f;
     let rows_even = (x.len() / (2 * f)).is_multiple_of(2);
-    if mp == 1 && rows_even {
+    if mp == 1 && rows_even && rows.0 >= f && rows.1 >= f {
         match f {
             16 => return row_level::<T, A, 16, 32>(blk, x, y, tw),
             8 => return row_level::<T, A, 8, 16>(blk, x, y, tw),
@@ -294,9 +301,9 @@ fn level_generic<T: ConvFloat, A: MulAdd>(
         }
     }
     if f.is_multiple_of(2) && f <= MAX_STRIDE_F && (2 * mp).is_multiple_of(JT) {
-        return stride_level::<T, A>(blk, mp, x, y, tw);
+        return stride_level::<T, A>(blk, mp, x, y, tw, rows);
     }
-    level_plain(blk, mp, x, y, tw)
+    level_plain(blk, mp, x, y, tw, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -307,8 +314,9 @@ unsafe fn level_avx<T: ConvFloat>(
     x: &[T],
     y: &mut [T],
     tw: Option<PostTwiddle<'_, T>>,
+    rows: (usize, usize),
 ) {
-    level_generic::<T, Fused>(blk, mp, x, y, tw)
+    level_generic::<T, Fused>(blk, mp, x, y, tw, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -319,18 +327,22 @@ unsafe fn level_avx512<T: ConvFloat>(
     x: &[T],
     y: &mut [T],
     tw: Option<PostTwiddle<'_, T>>,
+    rows: (usize, usize),
 ) {
-    level_generic::<T, Fused>(blk, mp, x, y, tw)
+    level_generic::<T, Fused>(blk, mp, x, y, tw, rows)
 }
 
 /// `y = (I ⊗ B) x` (then the twiddle) for `x` of `len/(f·mp)` sub-problems `(f, mp)`, complex
-/// interleaved; `x` and `y` have the same length, a multiple of `2·f·mp`.
+/// interleaved; `x` and `y` have the same length, a multiple of `2·f·mp`. Pruning: input rows
+/// `k ≥ rows.0` of each sub-problem are taken as zero (not read) and only output rows
+/// `i < rows.1` are guaranteed to be written; `(f, f)` (or more) is the full product.
 pub(crate) fn apply_level<T: ConvFloat>(
     blk: &PreparedBlock<T>,
     mp: usize,
     x: &[T],
     y: &mut [T],
     tw: Option<PostTwiddle<'_, T>>,
+    rows: (usize, usize),
 ) {
     debug_assert_eq!(x.len(), y.len());
     debug_assert!(x.len().is_multiple_of(2 * blk.f * mp));
@@ -339,15 +351,15 @@ pub(crate) fn apply_level<T: ConvFloat>(
         if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
             if std::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has the features the function is compiled for.
-                unsafe { level_avx512(blk, mp, x, y, tw) };
+                unsafe { level_avx512(blk, mp, x, y, tw, rows) };
             } else {
                 // SAFETY: as above.
-                unsafe { level_avx(blk, mp, x, y, tw) };
+                unsafe { level_avx(blk, mp, x, y, tw, rows) };
             }
             return;
         }
     }
-    level_generic::<T, Unfused>(blk, mp, x, y, tw)
+    level_generic::<T, Unfused>(blk, mp, x, y, tw, rows)
 }
 
 /// The reals of a complex slice (`Complex<T>` is `repr(C)`: `re` then `im`).

@@ -170,6 +170,7 @@ impl<T: ConvFloat> FlashButterfly<T> {
     /// Mutable access to the blocks, e.g. [`MonarchFft::block_mut`] or
     /// [`MonarchFft::perturb`] (DFT plus noise initialisation).
     pub fn fft_mut(&mut self) -> &mut MonarchFft<T> {
+        self.engine.clear_spectrum_cache();
         &mut self.engine.t
     }
 

@@ -69,6 +69,14 @@ pub(crate) trait HalfTransform<T: ConvFloat>: Send + Sync {
     fn scratch_len(&self) -> usize;
     fn forward(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]);
     fn inverse(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]);
+    /// [`forward`](Self::forward) of a `z` whose second half is zero.
+    fn forward_low(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
+        self.forward(z, scratch);
+    }
+    /// [`inverse`](Self::inverse) when only the first half of the output is read.
+    fn inverse_low(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
+        self.inverse(z, scratch);
+    }
     fn freq_at(&self, p: usize) -> usize;
     fn pos_of(&self, k: usize) -> usize;
 }
@@ -119,6 +127,9 @@ struct Scratch<T> {
     r: Vec<T>,
 }
 
+/// A kernel (flattened) and its spectrum per channel.
+type CachedSpectrum<T> = (Vec<T>, Arc<Vec<Complex<T>>>);
+
 /// The convolution machinery shared by [`LongConv`] and `FlashButterfly`: shapes, the
 /// half-size transform, the real-FFT twiddles and a pool of scratch buffers.
 pub(crate) struct ConvEngine<T: ConvFloat, H: HalfTransform<T>> {
@@ -131,6 +142,8 @@ pub(crate) struct ConvEngine<T: ConvFloat, H: HalfTransform<T>> {
     pub(crate) t: H,
     pub(crate) w: Vec<Complex<T>>,
     pool: Mutex<Vec<Scratch<T>>>,
+    /// The last kernel transformed and its spectrum, reused while the kernel is unchanged.
+    spec_cache: Mutex<Option<CachedSpectrum<T>>>,
 }
 
 fn shape3<T>(a: &ArrayView3<T>) -> String {
@@ -156,6 +169,7 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
             t,
             w: half_twiddles(n),
             pool: Mutex::new(Vec::new()),
+            spec_cache: Mutex::new(None),
         }
     }
 
@@ -180,9 +194,13 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
     }
 
     /// Real spectrum (`h + 1` values in the transform's slots) of `x` zero-padded to `N`.
-    fn rfft(&self, x: impl Iterator<Item = T>, s: &mut Scratch<T>, out: &mut [Complex<T>]) {
-        pack(x, &mut s.z);
-        self.t.forward(&mut s.z, &mut s.fft);
+    fn rfft(&self, x: &[T], s: &mut Scratch<T>, out: &mut [Complex<T>]) {
+        pack(x.iter().copied(), &mut s.z);
+        if x.len() <= self.h {
+            self.t.forward_low(&mut s.z, &mut s.fft);
+        } else {
+            self.t.forward(&mut s.z, &mut s.fft);
+        }
         let t = &self.t;
         untangle(&s.z, out, &self.w, |p| t.freq_at(p), |k| t.pos_of(k));
     }
@@ -199,7 +217,11 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
             |p| t.freq_at(p),
             |k| t.pos_of(k),
         );
-        self.t.inverse(&mut s.z, &mut s.fft);
+        if out.len() <= self.h {
+            self.t.inverse_low(&mut s.z, &mut s.fft);
+        } else {
+            self.t.inverse(&mut s.z, &mut s.fft);
+        }
         unpack(&s.z, out);
     }
 
@@ -258,6 +280,30 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
         Ok(())
     }
 
+    /// Forget the cached kernel spectrum (the transform changed).
+    pub(crate) fn clear_spectrum_cache(&mut self) {
+        if let Ok(c) = self.spec_cache.get_mut() {
+            *c = None;
+        }
+    }
+
+    /// [`kernel_spectrum`](Self::kernel_spectrum), reusing the last one when `kernel` equals
+    /// the kernel it was computed from (one comparison pass instead of `channels` FFTs).
+    pub(crate) fn cached_spectrum(&self, kernel: &ArrayView3<T>) -> Arc<Vec<Complex<T>>> {
+        if let Ok(c) = self.spec_cache.lock() {
+            if let Some((k, spec)) = c.as_ref() {
+                if k.len() == kernel.len() && kernel.iter().eq(k.iter()) {
+                    return Arc::clone(spec);
+                }
+            }
+        }
+        let spec = Arc::new(self.kernel_spectrum(kernel));
+        if let Ok(mut c) = self.spec_cache.lock() {
+            *c = Some((kernel.iter().copied().collect(), Arc::clone(&spec)));
+        }
+        spec
+    }
+
     /// The kernel's spectrum per channel, `(channels, h + 1)` flattened.
     pub(crate) fn kernel_spectrum(&self, kernel: &ArrayView3<T>) -> Vec<Complex<T>> {
         let hp = self.h + 1;
@@ -276,7 +322,8 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
                     full[n - 1 - j] = kernel[[1, c, j]];
                 }
             }
-            self.rfft(full.into_iter(), &mut s, out);
+            let used = if bidir { n } else { kl };
+            self.rfft(&full[..used], &mut s, out);
             self.give(s);
         });
         spec
@@ -300,7 +347,7 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
         gates: Gates<'_, T>,
     ) -> Result<Array3<T>> {
         self.check_all(&u, &kernel, &d, &gates)?;
-        let spec = self.kernel_spectrum(&kernel);
+        let spec = self.cached_spectrum(&kernel);
         let (b, c, l) = u.dim();
         let mut y = Array3::<T>::zeros((b, c, l));
         let hp = self.h + 1;
@@ -324,7 +371,7 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
                     let urow = u.slice(s![bi, ci, ..]);
                     let pre = gates.pre.as_ref().map(|g| g.slice(s![bi, ci, ..]));
                     Self::gated_input(urow, pre, &mut v);
-                    self.rfft(v.iter().copied(), &mut s, &mut x);
+                    self.rfft(&v, &mut s, &mut x);
                     let ks = &spec[ci * hp..(ci + 1) * hp];
                     x.iter_mut().zip(ks).for_each(|(a, &k)| *a *= k);
                     self.irfft(&x, &mut s, yrow);
@@ -354,7 +401,7 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
         self.check_all(&u, &kernel, &d, &gates)?;
         let (b, c, l) = u.dim();
         self.check_input("dy", &dy, b)?;
-        let spec = self.kernel_spectrum(&kernel);
+        let spec = self.cached_spectrum(&kernel);
         let hp = self.h + 1;
         let n = self.n;
         let kl = self.kernel_len;
@@ -382,7 +429,7 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
                     let urow = u.slice(s![bi, ci, ..]);
                     let pre = gates.pre.as_ref().map(|g| g.slice(s![bi, ci, ..]));
                     Self::gated_input(urow, pre, &mut v);
-                    self.rfft(v.iter().copied(), &mut s, &mut x);
+                    self.rfft(&v, &mut s, &mut x);
                     let dyrow = dy.slice(s![bi, ci, ..]);
                     match &gates.post {
                         Some(g) => {
@@ -401,7 +448,7 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
                         }
                         None => dz.iter_mut().zip(dyrow.iter()).for_each(|(o, &a)| *o = a),
                     }
-                    self.rfft(dz.iter().copied(), &mut s, &mut dz_spec);
+                    self.rfft(&dz, &mut s, &mut dz_spec);
                     for ((acc, &g), &vv) in dk_spec.iter_mut().zip(&dz_spec).zip(&x) {
                         *acc += g * vv.conj();
                     }

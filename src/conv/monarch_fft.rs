@@ -61,6 +61,9 @@ struct Prepared<T> {
     inv_adj: Vec<PreparedBlock<T>>,
 }
 
+/// No pruning: every row of every level.
+const FULL: (usize, usize) = (usize::MAX, usize::MAX);
+
 fn omega(num: usize, den: usize, sign: f64) -> Complex<f64> {
     let a = sign * 2.0 * std::f64::consts::PI * ((num % den) as f64) / den as f64;
     Complex::new(a.cos(), a.sin())
@@ -70,16 +73,17 @@ fn c<T: ConvFloat>(z: Complex<f64>) -> Complex<T> {
     Complex::new(fr::<T>(z.re), fr::<T>(z.im))
 }
 
-/// Split `e ≥ 5` (the log₂ size) into blocks of 16, with the remainder `e mod 4` as one
-/// smaller first block (2, 4 or 8): dense blocks cost `f` complex multiply-adds per point and
-/// level, so `16` balances arithmetic (`f/log₂f` per halving) against memory passes, and the
-/// small block first keeps every level but the last a long-stride one (SIMD along `j`).
+/// Split `e ≥ 7` (the log₂ size) into blocks of 16, with the remainder `e mod 4` as one
+/// smaller block (2, 4 or 8) in second place: dense blocks cost `f` complex multiply-adds per
+/// point and level, so `16` balances arithmetic (`f/log₂f` per halving) against memory passes;
+/// a 16 first lets a zero-padded input skip half of the first level (and a half-needed output
+/// half of the inverse's last), and the small block before the last keeps every level but
+/// the last a long-stride one (SIMD along `j`); for `e = 7` the 8 is the (row) last level.
 fn split_log2(e: u32) -> Vec<u32> {
-    let mut v = Vec::new();
+    let mut v = vec![4; (e / 4) as usize];
     if !e.is_multiple_of(4) {
-        v.push(e % 4);
+        v.insert(1.min(v.len()), e % 4);
     }
-    v.extend(std::iter::repeat_n(4, (e / 4) as usize));
     v
 }
 
@@ -296,7 +300,7 @@ impl<T: ConvFloat> MonarchFft<T> {
                 T::cgemm(db, gr, false, xr.transpose(), true, true);
             }
         }
-        apply_level(adj, mp, as_reals(g), as_reals_mut(tmp), None);
+        apply_level(adj, mp, as_reals(g), as_reals_mut(tmp), None, FULL);
         g.copy_from_slice(tmp);
     }
 
@@ -312,13 +316,15 @@ impl<T: ConvFloat> MonarchFft<T> {
     }
 
     /// Apply the levels `order` with blocks `blocks`, ping-ponging between `x` and `tmp` and
-    /// leaving the result in `x`; `post(i)` is the twiddle after level `i`, and `rec[i]`
-    /// receives level `i`'s input.
+    /// leaving the result in `x`; `post(i)` is the twiddle after level `i`, `rec[i]` receives
+    /// level `i`'s input, and `rows(i)` prunes level `i` (see `apply_level`).
+    #[allow(clippy::too_many_arguments)]
     fn run_levels<'a>(
         &'a self,
         order: impl Iterator<Item = usize>,
         blocks: &[PreparedBlock<T>],
         post: impl Fn(usize) -> Option<PostTwiddle<'a, T>>,
+        rows: impl Fn(usize) -> (usize, usize),
         x: &mut [Complex<T>],
         tmp: &mut [Complex<T>],
         mut rec: Option<&mut [Vec<Complex<T>>]>,
@@ -339,6 +345,7 @@ impl<T: ConvFloat> MonarchFft<T> {
                 as_reals(src),
                 as_reals_mut(dst),
                 post(i),
+                rows(i),
             );
             in_x = !in_x;
         }
@@ -364,7 +371,24 @@ impl<T: ConvFloat> MonarchFft<T> {
                 conj: false,
             })
         };
-        self.run_levels(0..r, &self.prepared().fwd, post, x, tmp, rec);
+        self.run_levels(0..r, &self.prepared().fwd, post, |_| FULL, x, tmp, rec);
+    }
+
+    /// [`forward_permuted`](Self::forward_permuted) of an `x` whose second half is zero (a
+    /// zero-padded signal): the first level reads only the first half of its block rows.
+    pub(crate) fn forward_permuted_low(&self, x: &mut [Complex<T>], tmp: &mut [Complex<T>]) {
+        let r = self.factors.len();
+        let post = |i: usize| {
+            (i + 1 < r).then(|| PostTwiddle {
+                wr: &self.tw_planes[i].0,
+                wi: &self.tw_planes[i].1,
+                period: 1,
+                conj: false,
+            })
+        };
+        let half = self.factors[0] / 2;
+        let rows = |i: usize| if i == 0 { (half, usize::MAX) } else { FULL };
+        self.run_levels(0..r, &self.prepared().fwd, post, rows, x, tmp, None);
     }
 
     /// Inverse transform (unnormalised, through the inverse blocks) from digit-reversed order
@@ -385,7 +409,33 @@ impl<T: ConvFloat> MonarchFft<T> {
                 conj: true,
             })
         };
-        self.run_levels((0..r).rev(), &self.prepared().inv, post, x, tmp, rec);
+        self.run_levels(
+            (0..r).rev(),
+            &self.prepared().inv,
+            post,
+            |_| FULL,
+            x,
+            tmp,
+            rec,
+        );
+    }
+
+    /// [`inverse_permuted`](Self::inverse_permuted) when only the first half of the output is
+    /// needed: the last level computes only the first half of its block rows (the second half
+    /// of `x` is left unspecified).
+    pub(crate) fn inverse_permuted_low(&self, x: &mut [Complex<T>], tmp: &mut [Complex<T>]) {
+        let r = self.factors.len();
+        let post = |i: usize| {
+            (i > 0).then(|| PostTwiddle {
+                wr: &self.tw_planes[i - 1].0,
+                wi: &self.tw_planes[i - 1].1,
+                period: self.factors[i - 1],
+                conj: true,
+            })
+        };
+        let half = self.factors[0] / 2;
+        let rows = |i: usize| if i == 0 { (usize::MAX, half) } else { FULL };
+        self.run_levels((0..r).rev(), &self.prepared().inv, post, rows, x, tmp, None);
     }
 
     /// Backward of [`forward_permuted`](Self::forward_permuted): `g` goes from `∂L/∂X` to
@@ -452,6 +502,12 @@ impl<T: ConvFloat> HalfTransform<T> for MonarchFft<T> {
     }
     fn inverse(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
         self.inverse_permuted(z, scratch, None);
+    }
+    fn forward_low(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
+        self.forward_permuted_low(z, scratch);
+    }
+    fn inverse_low(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
+        self.inverse_permuted_low(z, scratch);
     }
     #[inline(always)]
     fn freq_at(&self, p: usize) -> usize {
