@@ -1,6 +1,9 @@
 //! [`LongConv`]: FFT long convolution with skip term and gates, forward and backward.
 
-use super::real_fft::{half_twiddles, pack, tangle, unpack, untangle};
+use super::block_kernel::{as_reals, as_reals_mut};
+use super::real_fft::{
+    half_twiddles, pack, tangle, unpack, untangle, untangle_mul_tangle, MirrorPairs,
+};
 use super::{fr, ConvFloat};
 use crate::error::{check_nonzero, Error, Result};
 use ndarray::{s, Array1, Array3, ArrayView1, ArrayView3, ArrayViewMut1};
@@ -79,6 +82,11 @@ pub(crate) trait HalfTransform<T: ConvFloat>: Send + Sync {
     }
     fn freq_at(&self, p: usize) -> usize;
     fn pos_of(&self, k: usize) -> usize;
+    /// Whether the forward pass fuses untangle, product and tangle into one pass over mirror
+    /// pairs (worth it when the slot order is scattered, i.e. not natural order).
+    fn fused_spectral(&self) -> bool {
+        false
+    }
 }
 
 /// rustfft's complex FFT in natural order.
@@ -144,6 +152,8 @@ pub(crate) struct ConvEngine<T: ConvFloat, H: HalfTransform<T>> {
     pool: Mutex<Vec<Scratch<T>>>,
     /// The last kernel transformed and its spectrum, reused while the kernel is unchanged.
     spec_cache: Mutex<Option<CachedSpectrum<T>>>,
+    /// Mirror pairs of the slot order when the transform asks for the fused spectral pass.
+    pairs: Option<MirrorPairs<T>>,
 }
 
 fn shape3<T>(a: &ArrayView3<T>) -> String {
@@ -159,6 +169,10 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
         n: usize,
         t: H,
     ) -> Self {
+        let w = half_twiddles(n);
+        let pairs = t
+            .fused_spectral()
+            .then(|| MirrorPairs::new(n / 2, &w, |p| t.freq_at(p), |k| t.pos_of(k)));
         ConvEngine {
             channels,
             seq_len,
@@ -167,9 +181,10 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
             n,
             h: n / 2,
             t,
-            w: half_twiddles(n),
+            w,
             pool: Mutex::new(Vec::new()),
             spec_cache: Mutex::new(None),
+            pairs,
         }
     }
 
@@ -223,6 +238,37 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
             self.t.inverse(&mut s.z, &mut s.fft);
         }
         unpack(&s.z, out);
+    }
+
+    /// `out[t] = IDFT_N(DFT_N(x)·kspec)[t]` with the spectral step fused
+    /// ([`untangle_mul_tangle`]).
+    fn conv_fused(
+        &self,
+        x: &[T],
+        kspec: &[Complex<T>],
+        pairs: &MirrorPairs<T>,
+        s: &mut Scratch<T>,
+        out: &mut [T],
+    ) {
+        // Packing and unpacking are copies of the reals (`z[j] = x[2j] + i·x[2j+1]`); the
+        // pruned first level never reads the second half, which is left as it was.
+        let low = x.len() <= self.h;
+        let zr = as_reals_mut(&mut s.z);
+        zr[..x.len()].copy_from_slice(x);
+        zr[x.len()..if low { self.h } else { 2 * self.h }].fill(T::zero());
+        if low {
+            self.t.forward_low(&mut s.z, &mut s.fft);
+        } else {
+            self.t.forward(&mut s.z, &mut s.fft);
+        }
+        let scale = T::one() / fr::<T>(self.h as f64);
+        untangle_mul_tangle(&mut s.z, kspec, pairs, scale);
+        if out.len() <= self.h {
+            self.t.inverse_low(&mut s.z, &mut s.fft);
+        } else {
+            self.t.inverse(&mut s.z, &mut s.fft);
+        }
+        out.copy_from_slice(&as_reals(&s.z)[..out.len()]);
     }
 
     pub(crate) fn check_kernel(&self, kernel: &ArrayView3<T>) -> Result<()> {
@@ -288,7 +334,8 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
     }
 
     /// [`kernel_spectrum`](Self::kernel_spectrum), reusing the last one when `kernel` equals
-    /// the kernel it was computed from (one comparison pass instead of `channels` FFTs).
+    /// the kernel it was computed from (one comparison pass instead of `channels` FFTs); with
+    /// the fused spectral pass each channel is in [`MirrorPairs::layout`] instead.
     pub(crate) fn cached_spectrum(&self, kernel: &ArrayView3<T>) -> Arc<Vec<Complex<T>>> {
         if let Ok(c) = self.spec_cache.lock() {
             if let Some((k, spec)) = c.as_ref() {
@@ -297,7 +344,16 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
                 }
             }
         }
-        let spec = Arc::new(self.kernel_spectrum(kernel));
+        let mut spec = self.kernel_spectrum(kernel);
+        if let Some(mp) = &self.pairs {
+            let (hp, sl) = (self.h + 1, mp.spec_len());
+            let mut laid = vec![Complex::new(T::zero(), T::zero()); self.channels * sl];
+            for (o, k) in laid.chunks_mut(sl).zip(spec.chunks(hp)) {
+                mp.layout(k, o);
+            }
+            spec = laid;
+        }
+        let spec = Arc::new(spec);
         if let Ok(mut c) = self.spec_cache.lock() {
             *c = Some((kernel.iter().copied().collect(), Arc::clone(&spec)));
         }
@@ -371,10 +427,19 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
                     let urow = u.slice(s![bi, ci, ..]);
                     let pre = gates.pre.as_ref().map(|g| g.slice(s![bi, ci, ..]));
                     Self::gated_input(urow, pre, &mut v);
-                    self.rfft(&v, &mut s, &mut x);
-                    let ks = &spec[ci * hp..(ci + 1) * hp];
-                    x.iter_mut().zip(ks).for_each(|(a, &k)| *a *= k);
-                    self.irfft(&x, &mut s, yrow);
+                    match &self.pairs {
+                        Some(pairs) => {
+                            let sl = pairs.spec_len();
+                            let ks = &spec[ci * sl..(ci + 1) * sl];
+                            self.conv_fused(&v, ks, pairs, &mut s, yrow);
+                        }
+                        None => {
+                            let ks = &spec[ci * hp..(ci + 1) * hp];
+                            self.rfft(&v, &mut s, &mut x);
+                            x.iter_mut().zip(ks).for_each(|(a, &k)| *a *= k);
+                            self.irfft(&x, &mut s, yrow);
+                        }
+                    }
                     let dc = d[ci];
                     yrow.iter_mut().zip(&v).for_each(|(o, &vv)| *o += dc * vv);
                     if let Some(g) = &gates.post {
@@ -401,7 +466,12 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
         self.check_all(&u, &kernel, &d, &gates)?;
         let (b, c, l) = u.dim();
         self.check_input("dy", &dy, b)?;
-        let spec = self.cached_spectrum(&kernel);
+        // The cache holds the fused pass's layout when there is one; this needs slot order.
+        let spec = if self.pairs.is_some() {
+            Arc::new(self.kernel_spectrum(&kernel))
+        } else {
+            self.cached_spectrum(&kernel)
+        };
         let hp = self.h + 1;
         let n = self.n;
         let kl = self.kernel_len;

@@ -517,4 +517,7 @@ impl<T: ConvFloat> HalfTransform<T> for MonarchFft<T> {
     fn pos_of(&self, k: usize) -> usize {
         self.pos_of[k] as usize
     }
+    fn fused_spectral(&self) -> bool {
+        true
+    }
 }

@@ -146,3 +146,208 @@ pub(crate) fn tangle_adjoint<T: ConvFloat>(
         gx[q] += b * g.conj();
     }
 }
+
+/// The fused spectral pass's plan for one slot order: the mirror pairs `(p, q)` (slot `p`
+/// holding frequency `k`, `1 ≤ k ≤ h/2`, slot `q` frequency `h − k`, `p` ascending) and
+/// `ω_N^k` as real and imaginary planes.
+#[derive(Clone, Debug)]
+pub(crate) struct MirrorPairs<T> {
+    h: usize,
+    zero_slot: usize,
+    p: Vec<u32>,
+    q: Vec<u32>,
+    wr: Vec<T>,
+    wi: Vec<T>,
+}
+
+/// Pairs per vector step of the fused pass.
+const LANES: usize = 16;
+
+impl<T: ConvFloat> MirrorPairs<T> {
+    pub(crate) fn new(
+        h: usize,
+        w: &[Complex<T>],
+        freq_at: impl Fn(usize) -> usize,
+        pos_of: impl Fn(usize) -> usize,
+    ) -> Self {
+        let mut out = MirrorPairs {
+            h,
+            zero_slot: pos_of(0),
+            p: Vec::new(),
+            q: Vec::new(),
+            wr: Vec::new(),
+            wi: Vec::new(),
+        };
+        for p in 0..h {
+            let k = freq_at(p);
+            if k >= 1 && 2 * k <= h {
+                out.p.push(p as u32);
+                out.q.push(pos_of(h - k) as u32);
+                out.wr.push(w[k].re);
+                out.wi.push(w[k].im);
+            }
+        }
+        out
+    }
+
+    /// Complex values per channel of [`layout`](Self::layout)'s spectrum.
+    pub(crate) fn spec_len(&self) -> usize {
+        2 + 2 * self.p.len()
+    }
+
+    /// A spectrum in slots (`h + 1` values) laid out for the pass: `K[0]`, `K[h]`, then the
+    /// planes `Re K_p`, `Im K_p`, `Re K_q`, `Im K_q` over the pairs.
+    pub(crate) fn layout(&self, kspec: &[Complex<T>], out: &mut [Complex<T>]) {
+        out[0] = kspec[self.zero_slot];
+        out[1] = kspec[self.h];
+        let n = self.p.len();
+        let planes = super::block_kernel::as_reals_mut(&mut out[2..]);
+        for (j, (&p, &q)) in self.p.iter().zip(&self.q).enumerate() {
+            let (a, b) = (kspec[p as usize], kspec[q as usize]);
+            planes[j] = a.re;
+            planes[n + j] = a.im;
+            planes[2 * n + j] = b.re;
+            planes[3 * n + j] = b.im;
+        }
+    }
+}
+
+/// [`untangle`], the product with the spectrum and [`tangle`] with `scale`, in one pass over
+/// mirror pairs, in place on `z`; `kspec` is in [`MirrorPairs::layout`]. Frequencies `k` and
+/// `h − k` depend only on `Z[k]` and `Z[h − k]`, and with `ω^{h−k} = −ω̄^k`:
+/// `X[h−k] = conj(E[k] − ω^k O[k])`, `Z'[h−k] = s·(conj E'[k] + i·conj O'[k])`.
+pub(crate) fn untangle_mul_tangle<T: ConvFloat>(
+    z: &mut [Complex<T>],
+    kspec: &[Complex<T>],
+    mp: &MirrorPairs<T>,
+    scale: T,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { umt_avx512(z, kspec, mp, scale) };
+            return;
+        }
+        if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            unsafe { umt_avx(z, kspec, mp, scale) };
+            return;
+        }
+    }
+    umt_generic(z, kspec, mp, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx,fma")]
+unsafe fn umt_avx512<T: ConvFloat>(
+    z: &mut [Complex<T>],
+    kspec: &[Complex<T>],
+    mp: &MirrorPairs<T>,
+    scale: T,
+) {
+    umt_generic(z, kspec, mp, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,fma")]
+unsafe fn umt_avx<T: ConvFloat>(
+    z: &mut [Complex<T>],
+    kspec: &[Complex<T>],
+    mp: &MirrorPairs<T>,
+    scale: T,
+) {
+    umt_generic(z, kspec, mp, scale)
+}
+
+#[inline(always)]
+fn umt_generic<T: ConvFloat>(
+    z: &mut [Complex<T>],
+    kspec: &[Complex<T>],
+    mp: &MirrorPairs<T>,
+    scale: T,
+) {
+    let h = mp.h;
+    debug_assert_eq!(z.len(), h);
+    let half = fr::<T>(0.5);
+    let hs = half * scale;
+    // k = 0 and h share Z[0]: X[0] = re + im, X[h] = re − im.
+    let a = z[mp.zero_slot];
+    let y0 = kspec[0] * (a.re + a.im);
+    let ych = (kspec[1] * (a.re - a.im)).conj();
+    let e = (y0 + ych) * hs;
+    let o = (y0 - ych) * hs;
+    z[mp.zero_slot] = Complex::new(e.re - o.im, e.im + o.re);
+    let n = mp.p.len();
+    let planes = &super::block_kernel::as_reals(&kspec[2..])[..4 * n];
+    let (kpr, rest) = planes.split_at(n);
+    let (kpi, rest) = rest.split_at(n);
+    let (kqr, kqi) = rest.split_at(n);
+    let mut j = 0;
+    while j < n {
+        let m = LANES.min(n - j);
+        let mut ar = [T::zero(); LANES];
+        let mut ai = [T::zero(); LANES];
+        let mut br = [T::zero(); LANES];
+        let mut bi = [T::zero(); LANES];
+        let mut wr = [T::zero(); LANES];
+        let mut wi = [T::zero(); LANES];
+        let mut pr = [T::zero(); LANES];
+        let mut pi = [T::zero(); LANES];
+        let mut qr = [T::zero(); LANES];
+        let mut qi = [T::zero(); LANES];
+        for i in 0..m {
+            let a = z[mp.p[j + i] as usize];
+            let b = z[mp.q[j + i] as usize];
+            ar[i] = a.re;
+            ai[i] = a.im;
+            br[i] = b.re;
+            bi[i] = b.im;
+        }
+        wr[..m].copy_from_slice(&mp.wr[j..j + m]);
+        wi[..m].copy_from_slice(&mp.wi[j..j + m]);
+        pr[..m].copy_from_slice(&kpr[j..j + m]);
+        pi[..m].copy_from_slice(&kpi[j..j + m]);
+        qr[..m].copy_from_slice(&kqr[j..j + m]);
+        qi[..m].copy_from_slice(&kqi[j..j + m]);
+        let mut zpr = [T::zero(); LANES];
+        let mut zpi = [T::zero(); LANES];
+        let mut zqr = [T::zero(); LANES];
+        let mut zqi = [T::zero(); LANES];
+        for i in 0..LANES {
+            // e = (a + b̄)/2, d = (a − b̄)/2, o = −i·d, wo = ω·o.
+            let er = (ar[i] + br[i]) * half;
+            let ei = (ai[i] - bi[i]) * half;
+            let dr = (ar[i] - br[i]) * half;
+            let di = (ai[i] + bi[i]) * half;
+            let (or, oi) = (di, -dr);
+            let wor = wr[i] * or - wi[i] * oi;
+            let woi = wr[i] * oi + wi[i] * or;
+            // X_k = e + wo, X_m = conj(e − wo).
+            let xkr = er + wor;
+            let xki = ei + woi;
+            let xmr = er - wor;
+            let xmi = woi - ei;
+            let ykr = xkr * pr[i] - xki * pi[i];
+            let yki = xkr * pi[i] + xki * pr[i];
+            let ymr = xmr * qr[i] - xmi * qi[i];
+            let ymi = xmr * qi[i] + xmi * qr[i];
+            // e2 = (y_k + ȳ_m)·s/2, o2 = (y_k − ȳ_m)·ω̄·s/2.
+            let e2r = (ykr + ymr) * hs;
+            let e2i = (yki - ymi) * hs;
+            let gr = (ykr - ymr) * hs;
+            let gi = (yki + ymi) * hs;
+            let o2r = gr * wr[i] + gi * wi[i];
+            let o2i = gi * wr[i] - gr * wi[i];
+            zpr[i] = e2r - o2i;
+            zpi[i] = e2i + o2r;
+            zqr[i] = e2r + o2i;
+            zqi[i] = o2r - e2i;
+        }
+        for i in 0..m {
+            z[mp.p[j + i] as usize] = Complex::new(zpr[i], zpi[i]);
+            z[mp.q[j + i] as usize] = Complex::new(zqr[i], zqi[i]);
+        }
+        j += m;
+    }
+}
