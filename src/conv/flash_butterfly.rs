@@ -1,7 +1,10 @@
 //! [`FlashButterfly`]: long convolution with the FFT computed as a Monarch product of small
 //! dense DFT blocks, which may be learned.
 
-use super::long_conv::{check_sizes, fft_len_for, ConvEngine, ConvMode, Gates, LongConvGrads};
+use super::long_conv::{
+    check_params, check_sizes, fft_len_for, random_params, ConvEngine, ConvMode, Gates,
+    LongConvGrads,
+};
 use super::monarch_fft::{MonarchFft, MAX_LOG2, MIN_LOG2};
 use super::real_fft::{pack, tangle, tangle_adjoint, unpack, untangle, untangle_adjoint};
 use super::{fr, ConvFloat};
@@ -86,12 +89,7 @@ impl<T: ConvFloat> FlashButterfly<T> {
         rng: &mut R,
     ) -> Result<Self> {
         check_sizes(channels, seq_len, kernel_len)?;
-        let std = 1.0 / (kernel_len as f64).sqrt();
-        let kernel =
-            Array3::from_shape_simple_fn((mode.directions(), channels, kernel_len), || {
-                T::randn(rng, std)
-            });
-        let d = Array1::from_shape_simple_fn(channels, || T::randn(rng, 1.0));
+        let (kernel, d) = random_params(channels, kernel_len, mode, rng);
         Self::with_params(kernel, d, seq_len, mode)
     }
 
@@ -102,22 +100,7 @@ impl<T: ConvFloat> FlashButterfly<T> {
         seq_len: usize,
         mode: ConvMode,
     ) -> Result<Self> {
-        let (dirs, channels, kernel_len) = kernel.dim();
-        check_sizes(channels, seq_len, kernel_len)?;
-        if dirs != mode.directions() {
-            return Err(Error::Shape {
-                what: "kernel",
-                expected: format!("({}, channels, kernel_len) for {mode:?}", mode.directions()),
-                got: format!("{:?}", kernel.dim()),
-            });
-        }
-        if d.len() != channels {
-            return Err(Error::Shape {
-                what: "d",
-                expected: format!("({channels},)"),
-                got: format!("({},)", d.len()),
-            });
-        }
+        let (channels, kernel_len) = check_params(&kernel, &d, seq_len, mode)?;
         let n = fft_len_for(seq_len);
         if !((1 << (MIN_LOG2 + 1))..=(1 << (MAX_LOG2 + 1))).contains(&n) {
             return Err(Error::InvalidArgument {

@@ -594,6 +594,49 @@ fn copy_row<T: Copy>(mut dst: ArrayViewMut1<T>, src: &[T]) {
     dst.iter_mut().zip(src).for_each(|(o, &a)| *o = a);
 }
 
+/// Kernel entries `N(0, 1/K)` `(directions, channels, K)` and skip `D ~ N(0, 1)`: the random
+/// initialisation of [`LongConv`] and [`FlashButterfly`](super::FlashButterfly).
+pub(crate) fn random_params<T: ConvFloat, R: Rng + ?Sized>(
+    channels: usize,
+    kernel_len: usize,
+    mode: ConvMode,
+    rng: &mut R,
+) -> (Array3<T>, Array1<T>) {
+    let std = 1.0 / (kernel_len as f64).sqrt();
+    let kernel = Array3::from_shape_simple_fn((mode.directions(), channels, kernel_len), || {
+        T::randn(rng, std)
+    });
+    let d = Array1::from_shape_simple_fn(channels, || T::randn(rng, 1.0));
+    (kernel, d)
+}
+
+/// Checks a kernel `(directions, channels, K)` and skip `D` `(channels,)` against `mode` and
+/// `seq_len`; returns `(channels, K)`.
+pub(crate) fn check_params<T>(
+    kernel: &Array3<T>,
+    d: &Array1<T>,
+    seq_len: usize,
+    mode: ConvMode,
+) -> Result<(usize, usize)> {
+    let (dirs, channels, kernel_len) = kernel.dim();
+    check_sizes(channels, seq_len, kernel_len)?;
+    if dirs != mode.directions() {
+        return Err(Error::Shape {
+            what: "kernel",
+            expected: format!("({}, channels, kernel_len) for {mode:?}", mode.directions()),
+            got: format!("{:?}", kernel.dim()),
+        });
+    }
+    if d.len() != channels {
+        return Err(Error::Shape {
+            what: "d",
+            expected: format!("({channels},)"),
+            got: format!("({},)", d.len()),
+        });
+    }
+    Ok((channels, kernel_len))
+}
+
 /// Checks shared by the constructors: positive sizes, `kernel_len ≤ seq_len`.
 pub(crate) fn check_sizes(channels: usize, seq_len: usize, kernel_len: usize) -> Result<()> {
     check_nonzero("channels", channels)?;
@@ -668,12 +711,7 @@ impl<T: ConvFloat> LongConv<T> {
         rng: &mut R,
     ) -> Result<Self> {
         check_sizes(channels, seq_len, kernel_len)?;
-        let std = 1.0 / (kernel_len as f64).sqrt();
-        let kernel =
-            Array3::from_shape_simple_fn((mode.directions(), channels, kernel_len), || {
-                T::randn(rng, std)
-            });
-        let d = Array1::from_shape_simple_fn(channels, || T::randn(rng, 1.0));
+        let (kernel, d) = random_params(channels, kernel_len, mode, rng);
         Self::with_params(kernel, d, seq_len, mode)
     }
 
@@ -684,22 +722,7 @@ impl<T: ConvFloat> LongConv<T> {
         seq_len: usize,
         mode: ConvMode,
     ) -> Result<Self> {
-        let (dirs, channels, kernel_len) = kernel.dim();
-        check_sizes(channels, seq_len, kernel_len)?;
-        if dirs != mode.directions() {
-            return Err(Error::Shape {
-                what: "kernel",
-                expected: format!("({}, channels, kernel_len) for {mode:?}", mode.directions()),
-                got: format!("{:?}", kernel.dim()),
-            });
-        }
-        if d.len() != channels {
-            return Err(Error::Shape {
-                what: "d",
-                expected: format!("({channels},)"),
-                got: format!("({},)", d.len()),
-            });
-        }
+        let (channels, kernel_len) = check_params(&kernel, &d, seq_len, mode)?;
         let n = fft_len_for(seq_len);
         let engine = ConvEngine::new(
             channels,
