@@ -153,3 +153,49 @@ pub fn rel_err_vec<T: Scalar>(a: &[T], b: &[T]) -> f64 {
         .fold(0.0f64, f64::max);
     diff / scale
 }
+
+/// Checks a map against its dense matrix `reference` (and `bias`): `to_dense`, `apply`,
+/// transpose, adjoint, and `backward` against central finite differences (f64 tolerances).
+pub fn check_map<T: Scalar, M: Differentiable<T> + Clone>(
+    m: &M,
+    reference: &Array2<T>,
+    bias: Option<&[T]>,
+    batch: usize,
+    seed: u64,
+) {
+    let x = randn::<T>(batch, m.in_features(), seed);
+    let mut want = matmul_xwt(x.view(), reference.view());
+    if let Some(b) = bias {
+        for mut r in want.rows_mut() {
+            for (v, &bb) in r.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    }
+    assert!(rel_err(m.to_dense().view(), reference.view()) < 1e-12);
+    assert!(rel_err(m.apply(x.view()).unwrap().view(), want.view()) < 1e-12);
+    let y = randn::<T>(batch, m.out_features(), seed + 1);
+    let rt = reference.t().to_owned();
+    assert!(
+        rel_err(
+            m.apply_transpose(y.view()).unwrap().view(),
+            matmul_xwt(y.view(), rt.view()).view()
+        ) < 1e-12
+    );
+    let rh = conj_t(reference.view());
+    assert!(
+        rel_err(
+            m.apply_adjoint(y.view()).unwrap().view(),
+            matmul_xwt(y.view(), rh.view()).view()
+        ) < 1e-12
+    );
+    let mut g = vec![T::zero(); m.params().len()];
+    let dx = m.backward(x.view(), y.view(), &mut g).unwrap();
+    let (fdx, fdp) = finite_diff_grads(m, &x, &y, 1e-6);
+    assert!(
+        rel_err(dx.view(), fdx.view()) < 1e-6,
+        "dx {}",
+        rel_err(dx.view(), fdx.view())
+    );
+    assert!(rel_err_vec(&g, &fdp) < 1e-6, "dθ {}", rel_err_vec(&g, &fdp));
+}
