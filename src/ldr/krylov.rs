@@ -730,6 +730,27 @@ impl<F: FftFloat> SubdiagPlan<F> {
     }
 }
 
+/// `out += K(Z_f, v) x` (or `K(Z_f, v)ᵀ x` when `transposed`) for a shift operator: one
+/// circular product with the prepared spectrum `vs` of `v`.
+fn shift_product<F: FftFloat>(
+    s: &ShiftPlan<F>,
+    vs: &[Cx<F>],
+    x: &[Cx<F>],
+    transposed: bool,
+    out: &mut [Cx<F>],
+    ws: &mut Ws<F>,
+) {
+    grow(&mut ws.a, s.len());
+    let t = &mut ws.a[..s.len()];
+    s.load(x, transposed, t);
+    s.plan.forward(t, &mut ws.scratch);
+    for (v, &y) in t.iter_mut().zip(vs) {
+        *v *= y;
+    }
+    s.plan.inverse(t, &mut ws.scratch);
+    s.store_add(t, transposed, out);
+}
+
 /// The spectrum at negated frequencies, `x̂[(L − ω) mod L]` (the spectrum of `x` reversed
 /// cyclically), turning a correlation into a product.
 fn negated<F: FftFloat>(x: &[Cx<F>]) -> impl Iterator<Item = Cx<F>> + '_ {
@@ -781,17 +802,7 @@ impl<F: FftFloat> OpPlan<F> {
     /// `out += K(M, v) c`.
     pub fn fwd(&self, p: &Prepared<F>, c: &[Cx<F>], out: &mut [Cx<F>], ws: &mut Ws<F>) {
         match (self, p) {
-            (OpPlan::Shift(s), Prepared::Spectrum(vs)) => {
-                grow(&mut ws.a, s.len());
-                let t = &mut ws.a[..s.len()];
-                s.load(c, false, t);
-                s.plan.forward(t, &mut ws.scratch);
-                for (x, &y) in t.iter_mut().zip(vs) {
-                    *x *= y;
-                }
-                s.plan.inverse(t, &mut ws.scratch);
-                s.store_add(t, false, out);
-            }
+            (OpPlan::Shift(s), Prepared::Spectrum(vs)) => shift_product(s, vs, c, false, out, ws),
             (OpPlan::Subdiag(s), Prepared::Subdiag(v)) => s.fwd(v, c, out, ws),
             (OpPlan::Band(b), Prepared::Plain(v)) => b.krylov_fwd(v, c, out, &mut ws.horner),
             _ => unreachable!("vector prepared for another operator"),
@@ -801,17 +812,7 @@ impl<F: FftFloat> OpPlan<F> {
     /// `out += K(M, v)ᵀ u`.
     pub fn tr(&self, p: &Prepared<F>, u: &[Cx<F>], out: &mut [Cx<F>], ws: &mut Ws<F>) {
         match (self, p) {
-            (OpPlan::Shift(s), Prepared::Spectrum(vs)) => {
-                grow(&mut ws.a, s.len());
-                let t = &mut ws.a[..s.len()];
-                s.load(u, true, t);
-                s.plan.forward(t, &mut ws.scratch);
-                for (x, &y) in t.iter_mut().zip(vs) {
-                    *x *= y;
-                }
-                s.plan.inverse(t, &mut ws.scratch);
-                s.store_add(t, true, out);
-            }
+            (OpPlan::Shift(s), Prepared::Spectrum(vs)) => shift_product(s, vs, u, true, out, ws),
             (OpPlan::Subdiag(s), Prepared::Subdiag(v)) => s.tr(v, u, out, ws),
             (OpPlan::Band(b), Prepared::Plain(v)) => b.krylov_tr(v, u, out, &mut ws.horner),
             _ => unreachable!("vector prepared for another operator"),
