@@ -120,10 +120,14 @@ struct Args {
     /// Checkpoint interval in steps (0: only at the end).
     #[arg(long, default_value_t = 0)]
     save_every: usize,
-    /// Resume from this checkpoint (same sizes; its step count, structures and the data
-    /// position carry on; AdamW's moments restart).
+    /// Resume from this checkpoint (same sizes and --steps; its step count, structures, data
+    /// position and AdamW's moments carry on, so the run continues exactly).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Stop cleanly once this many seconds of training have passed, saving --checkpoint
+    /// (required) to --resume from later with the same arguments.
+    #[arg(long)]
+    time_limit: Option<f64>,
     /// Tokens of the sample generated at the end (0: none).
     #[arg(long, default_value_t = 300)]
     sample_len: usize,
@@ -215,6 +219,7 @@ fn run(mut a: Args) -> BoxResult<()> {
     let mut rng = StdRng::seed_from_u64(a.seed);
     let mut model = Gpt2::<f32>::new(config, &mut rng)?;
     let mut start_step = 0;
+    let mut resumed_from = None;
     if let Some(path) = &a.resume {
         let store = TensorStore::load(path)?;
         model = Gpt2::load_matching(&store, &config)?;
@@ -222,13 +227,24 @@ fn run(mut a: Args) -> BoxResult<()> {
             .require_metadata("train.step")?
             .parse()
             .map_err(|_| format!("{}: bad train.step metadata", path.display()))?;
-        if start_step > a.steps {
+        if start_step >= a.steps {
             return Err(format!(
-                "{}: checkpoint is at step {start_step}, beyond --steps {}",
+                "{}: checkpoint is at step {start_step}, nothing left to train for --steps {}",
                 path.display(),
                 a.steps
             )
             .into());
+        }
+        resumed_from = Some(store);
+    }
+    if let Some(t) = a.time_limit {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(
+                format!("--time-limit must be a positive number of seconds, got {t}").into(),
+            );
+        }
+        if a.checkpoint.is_none() {
+            return Err("--time-limit needs --checkpoint PATH to save the run to".into());
         }
     }
     let initial_params = (model.num_params(), model.mlp_params(), model.attn_params());
@@ -246,6 +262,23 @@ fn run(mut a: Args) -> BoxResult<()> {
     };
     let mut trainer = Gpt2Trainer::new(&model, opts)?;
     trainer.set_step_count(start_step);
+    let mut best_val = f64::INFINITY;
+    if let Some(store) = &resumed_from {
+        if trainer.load_from(&model, store)? {
+            if trainer.step_count() != start_step {
+                return Err(format!(
+                    "checkpoint: optimiser at step {}, weights at step {start_step}",
+                    trainer.step_count()
+                )
+                .into());
+            }
+        } else {
+            println!("checkpoint has no optimiser state: AdamW's moments restart from zero");
+        }
+        if let Some(b) = store.metadata("train.best_val") {
+            best_val = b.parse().unwrap_or(f64::INFINITY);
+        }
+    }
 
     println!(
         "{name}: {} layers, d {}, {} heads, ctx {}, batch {}, {} steps; mlp {}, attn {}{}",
@@ -306,7 +339,6 @@ fn run(mut a: Args) -> BoxResult<()> {
     let mut step_secs = Vec::new();
     let mut recent: Vec<f64> = Vec::new();
     let mut last_val = f64::NAN;
-    let mut best_val = f64::INFINITY;
     let mut dense_params = None;
     let run_start = Instant::now();
     for step in start_step..a.steps {
@@ -371,14 +403,29 @@ fn run(mut a: Args) -> BoxResult<()> {
         bar.inc(1);
         if let Some(path) = &a.checkpoint {
             if a.save_every > 0 && done % a.save_every == 0 && done < a.steps {
-                save_checkpoint(&model, path, done, &name)?;
+                save_checkpoint(&model, &trainer, path, done, &name, best_val)?;
+            }
+        }
+        if let (Some(limit), Some(path)) = (a.time_limit, &a.checkpoint) {
+            if done < a.steps && run_start.elapsed().as_secs_f64() >= limit {
+                bar.finish_and_clear();
+                save_checkpoint(&model, &trainer, path, done, &name, best_val)?;
+                println!(
+                    "time limit: stopped after step {done} of {} ({:.0} s, {:.1} ms/step); \
+                     continue with --resume {}",
+                    a.steps,
+                    run_start.elapsed().as_secs_f64(),
+                    1e3 * mean(&step_secs),
+                    path.display()
+                );
+                return Ok(());
             }
         }
     }
     bar.finish_and_clear();
     let wall = run_start.elapsed().as_secs_f64();
     if let Some(path) = &a.checkpoint {
-        save_checkpoint(&model, path, a.steps, &name)?;
+        save_checkpoint(&model, &trainer, path, a.steps, &name, best_val)?;
         println!("checkpoint: {}", path.display());
     }
     if last_val.is_nan() {
@@ -515,11 +562,22 @@ fn evaluate(
     Ok(total / a.eval_batches as f64)
 }
 
-fn save_checkpoint(model: &Gpt2<f32>, path: &Path, step: usize, name: &str) -> BoxResult<()> {
+fn save_checkpoint(
+    model: &Gpt2<f32>,
+    trainer: &Gpt2Trainer,
+    path: &Path,
+    step: usize,
+    name: &str,
+    best_val: f64,
+) -> BoxResult<()> {
     let mut store = TensorStore::new();
     model.save_to(&mut store)?;
+    trainer.save_to(model, &mut store)?;
     store.set_metadata("train.step", step.to_string());
     store.set_metadata("train.name", name);
+    if best_val.is_finite() {
+        store.set_metadata("train.best_val", best_val.to_string());
+    }
     store.save(path)?;
     Ok(())
 }

@@ -313,6 +313,95 @@ fn short_training_run_learns_a_repeated_text() {
     assert!(sample.iter().all(|&t| t < 256));
 }
 
+/// Training 6 steps, checkpointing weights and optimiser state through safetensors bytes and
+/// training 6 more from the restored copy ends at exactly the parameters of 12 uninterrupted
+/// steps; a weights-only checkpoint reports no optimiser state, and moments of another length
+/// are refused.
+#[test]
+fn resume_from_a_checkpoint_continues_exactly() {
+    let cfg = Gpt2Config {
+        vocab_size: 13,
+        ctx: 8,
+        d_model: 16,
+        heads: 2,
+        layers: 2,
+        mlp_ratio: 4,
+        mlp: Structure::Monarch { nblocks: 4 },
+        attn: Structure::Dense,
+    };
+    let opts = TrainOptions {
+        lr: 3e-3,
+        warmup: 3,
+        total_steps: 12,
+        ..TrainOptions::default()
+    };
+    let train = |m: &mut Gpt2<f32>, t: &mut Gpt2Trainer, steps: std::ops::Range<u64>| {
+        let mut cache = m.cache(3, 8);
+        let mut grads = m.zero_grads();
+        for s in steps {
+            let b = random_batch(13, 3, 8, 100 + s);
+            m.forward_backward(&b, &mut cache, &mut grads).unwrap();
+            t.step(m, &mut grads).unwrap();
+        }
+    };
+    let mut straight = Gpt2::<f32>::new(cfg, &mut rng(21)).unwrap();
+    let mut t_straight = Gpt2Trainer::new(&straight, opts).unwrap();
+    train(&mut straight, &mut t_straight, 0..12);
+
+    let mut first = Gpt2::<f32>::new(cfg, &mut rng(21)).unwrap();
+    let mut t_first = Gpt2Trainer::new(&first, opts).unwrap();
+    train(&mut first, &mut t_first, 0..6);
+    let mut store = TensorStore::new();
+    first.save_to(&mut store).unwrap();
+    t_first.save_to(&first, &mut store).unwrap();
+    let store = TensorStore::from_bytes(&store.to_bytes().unwrap()).unwrap();
+    assert_eq!(
+        store.shape("optim.transformer.h.0.mlp.c_fc.exp_avg"),
+        Some(&[first.groups()[6].len()][..])
+    );
+    let mut resumed = Gpt2::<f32>::load_matching(&store, &cfg).unwrap();
+    let mut t_resumed = Gpt2Trainer::new(&resumed, opts).unwrap();
+    assert!(t_resumed.load_from(&resumed, &store).unwrap());
+    assert_eq!(t_resumed.step_count(), 6);
+    train(&mut resumed, &mut t_resumed, 6..12);
+    assert_eq!(resumed, straight);
+
+    // Restarting the moments (the old behaviour) gives a different model.
+    let mut restarted = Gpt2::<f32>::load_matching(&store, &cfg).unwrap();
+    let mut t_restarted = Gpt2Trainer::new(&restarted, opts).unwrap();
+    t_restarted.set_step_count(6);
+    train(&mut restarted, &mut t_restarted, 6..12);
+    assert_ne!(restarted, straight);
+
+    // Weights only: no optimiser state, nothing changed.
+    let mut weights_only = TensorStore::new();
+    first.save_to(&mut weights_only).unwrap();
+    let mut t = Gpt2Trainer::new(&first, opts).unwrap();
+    assert!(!t.load_from(&first, &weights_only).unwrap());
+    assert_eq!(t.step_count(), 0);
+
+    // Moments saved for a model of another width do not fit this one.
+    let wide = Gpt2Config { d_model: 32, ..cfg };
+    let mut wm = Gpt2::<f32>::new(wide, &mut rng(22)).unwrap();
+    let mut wt = Gpt2Trainer::new(
+        &wm,
+        TrainOptions {
+            total_steps: 12,
+            ..opts
+        },
+    )
+    .unwrap();
+    train(&mut wm, &mut wt, 0..1);
+    let mut wstore = TensorStore::new();
+    wt.save_to(&wm, &mut wstore).unwrap();
+    let mut t = Gpt2Trainer::new(&first, opts).unwrap();
+    assert!(matches!(
+        t.load_from(&first, &wstore),
+        Err(Error::Shape { .. })
+    ));
+    assert_eq!(t.step_count(), 0);
+}
+
 #[test]
 fn save_load_gives_identical_logits() {
     let dir = std::env::temp_dir().join(format!("kal_gpt2_{}", std::process::id()));

@@ -262,3 +262,36 @@ proptest! {
         prop_assert!(dist(&theta, &c) < 1e-5, "{}", dist(&theta, &c));
     }
 }
+
+/// Adam's state round-trips: an optimiser restored from another's `state` takes the same next
+/// steps; malformed states are refused without changing the optimiser.
+#[test]
+fn adam_state_restores_the_same_trajectory() {
+    let (a, c) = problem::<C64>(5, 31);
+    let mut first = Adam::new(0.05).unwrap();
+    let mut theta = run(&mut first, &a, &c, 7);
+    let (t, m, v) = first.state();
+    assert_eq!((t, m.len(), v.len()), (7, 10, 10));
+    let mut second = Adam::new(0.05).unwrap();
+    second.set_state(t, m.to_vec(), v.to_vec()).unwrap();
+    let mut theta2 = theta.clone();
+    for _ in 0..5 {
+        let (_, g) = quad(&a, &c, &theta);
+        Optimizer::<C64>::step(&mut first, &mut theta, &g).unwrap();
+        let (_, g2) = quad(&a, &c, &theta2);
+        Optimizer::<C64>::step(&mut second, &mut theta2, &g2).unwrap();
+    }
+    assert_eq!(theta, theta2);
+
+    let mut fresh = Adam::new(0.05).unwrap();
+    for (t, m, v) in [
+        (3, vec![0.0; 4], vec![0.0; 3]),
+        (3, vec![0.0; 3], vec![-1.0, 0.0, 0.0]),
+        (3, vec![f64::NAN, 0.0, 0.0], vec![0.0; 3]),
+        (0, vec![0.0; 3], vec![0.0; 3]),
+    ] {
+        assert!(fresh.set_state(t, m, v).is_err());
+    }
+    assert_eq!(fresh.state().0, 0);
+    assert!(fresh.state().1.is_empty());
+}

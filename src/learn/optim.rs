@@ -210,6 +210,34 @@ impl Adam {
         self.m.clear();
         self.v.clear();
     }
+    /// The state to checkpoint: the step count `t` and the moment estimates `m`, `v` over the
+    /// real components of the parameters (re, im interleaved for complex ones; empty before the
+    /// first step).
+    pub fn state(&self) -> (u64, &[f64], &[f64]) {
+        (self.t, &self.m, &self.v)
+    }
+    /// Restore a state taken by [`state`](Self::state), so that resumed training takes exactly
+    /// the steps an uninterrupted one would. `m` and `v` must have one entry per real component
+    /// of the parameters the next [`step`](Optimizer::step) receives, `v ≥ 0`, all finite.
+    pub fn set_state(&mut self, t: u64, m: Vec<f64>, v: Vec<f64>) -> Result<()> {
+        check_len("Adam second moments", v.len(), m.len())?;
+        if m.iter().chain(&v).any(|x| !x.is_finite()) || v.iter().any(|&x| x < 0.0) {
+            return Err(Error::InvalidArgument {
+                what: "Adam state",
+                message: "moments must be finite and second moments ≥ 0".into(),
+            });
+        }
+        if t == 0 && !m.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "Adam state",
+                message: "step count 0 with non-empty moments".into(),
+            });
+        }
+        self.t = t;
+        self.m = m;
+        self.v = v;
+        Ok(())
+    }
 }
 
 impl<T: Scalar> Optimizer<T> for Adam {

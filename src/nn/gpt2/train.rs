@@ -4,6 +4,7 @@
 use super::model::{Gpt2, Gpt2Grads};
 use crate::error::{check_len, Error, Result};
 use crate::learn::{Adam, Optimizer, Schedule};
+use crate::nn::TensorStore;
 use crate::scalar::RealScalar;
 
 /// Hyper-parameters of [`Gpt2Trainer`].
@@ -115,9 +116,70 @@ impl Gpt2Trainer {
         self.step
     }
 
-    /// Set the step counter (when resuming from a checkpoint; the moments restart from zero).
+    /// Set the step counter (when resuming from a checkpoint without optimiser state; the
+    /// moments restart from zero). [`load_from`](Self::load_from) sets it too.
     pub fn set_step_count(&mut self, step: usize) {
         self.step = step;
+    }
+
+    /// Write the optimiser state into `store`, beside `model`'s weights: per parameter group
+    /// `g` (named as [`Gpt2::group_names`]) the tensors `optim.{g}.exp_avg` and
+    /// `optim.{g}.exp_avg_sq` (AdamW's first and second moments, F64, the group's flat length)
+    /// and the metadata `optim.{g}.t`; the trainer's step as `optim.step`. Groups that have not
+    /// taken a step yet are left out.
+    pub fn save_to<T: RealScalar>(&self, model: &Gpt2<T>, store: &mut TensorStore) -> Result<()> {
+        let names = model.group_names();
+        check_len("parameter groups", names.len(), self.adams.len())?;
+        store.set_metadata("optim.step", self.step.to_string());
+        for (name, adam) in names.iter().zip(&self.adams) {
+            let (t, m, v) = adam.state();
+            if t == 0 || m.is_empty() {
+                continue;
+            }
+            store.insert(&format!("optim.{name}.exp_avg"), &[m.len()], m)?;
+            store.insert(&format!("optim.{name}.exp_avg_sq"), &[v.len()], v)?;
+            store.set_metadata(&format!("optim.{name}.t"), t.to_string());
+        }
+        Ok(())
+    }
+
+    /// Restore a state written by [`save_to`](Self::save_to) for `model` (the model the
+    /// trainer was created or [`sync`](Self::sync)ed for). Returns `false`, changing nothing,
+    /// when `store` holds no optimiser state (a weights-only checkpoint). Groups without saved
+    /// moments (not stepped when saved) start fresh; saved moments of another length than their
+    /// group are an [`Error::Shape`], and on any error the trainer is unchanged.
+    pub fn load_from<T: RealScalar>(
+        &mut self,
+        model: &Gpt2<T>,
+        store: &TensorStore,
+    ) -> Result<bool> {
+        let Some(step) = store.metadata("optim.step") else {
+            return Ok(false);
+        };
+        let step: usize = step.parse().map_err(|_| Error::InvalidArgument {
+            what: "optim.step",
+            message: format!("expected a step count, got `{step}`"),
+        })?;
+        let names = model.group_names();
+        check_len("parameter groups", names.len(), self.adams.len())?;
+        let mut restored = self.adams.clone();
+        for ((name, adam), &len) in names.iter().zip(&mut restored).zip(&self.lens) {
+            let key = format!("optim.{name}.t");
+            let Some(t) = store.metadata(&key) else {
+                adam.reset();
+                continue;
+            };
+            let t: u64 = t.parse().map_err(|_| Error::InvalidArgument {
+                what: "optim.*.t",
+                message: format!("{key}: expected a step count, got `{t}`"),
+            })?;
+            let m = store.get::<f64>(&format!("optim.{name}.exp_avg"), &[len])?;
+            let v = store.get::<f64>(&format!("optim.{name}.exp_avg_sq"), &[len])?;
+            adam.set_state(t, m, v)?;
+        }
+        self.adams = restored;
+        self.step = step;
+        Ok(true)
     }
 
     /// The learning rate of step `step`.
