@@ -605,8 +605,8 @@ fn read_log(path: &Path) -> BoxResult<Curve> {
     Ok(rows)
 }
 
-/// Validation curves of every run (thick, with markers) and the first run's training loss
-/// (an exponential moving average, thin).
+/// Validation curves of every run (thick, with markers) and their training losses (an
+/// exponential moving average, thin, same colour).
 fn plot(runs: &[(String, PathBuf)], path: &Path) -> BoxResult<()> {
     use plotters::prelude::*;
     let curves: Vec<(String, Curve)> = runs
@@ -617,12 +617,28 @@ fn plot(runs: &[(String, PathBuf)], path: &Path) -> BoxResult<()> {
         .iter()
         .flat_map(|(_, c)| c.iter().map(|r| r.0))
         .fold(1.0, f64::max);
+    let emas: Vec<Vec<(f64, f64)>> = curves
+        .iter()
+        .map(|(_, c)| {
+            let mut ema = c.first().map_or(0.0, |r| r.1);
+            c.iter()
+                .map(|r| {
+                    ema = 0.95 * ema + 0.05 * r.1;
+                    (r.0, ema)
+                })
+                .collect()
+        })
+        .collect();
     let vals: Vec<f64> = curves
         .iter()
         .flat_map(|(_, c)| c.iter().filter_map(|r| r.2))
         .collect();
-    let ymin = vals.iter().cloned().fold(f64::INFINITY, f64::min);
-    let ymin = if ymin.is_finite() { ymin * 0.9 } else { 0.0 };
+    let ymin = vals
+        .iter()
+        .cloned()
+        .chain(emas.iter().flatten().map(|p| p.1))
+        .fold(f64::INFINITY, f64::min);
+    let ymin = if ymin.is_finite() { ymin * 0.95 } else { 0.0 };
     let ymax = vals.iter().cloned().fold(ymin + 0.5, f64::max) * 1.05;
     let root = BitMapBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -639,14 +655,10 @@ fn plot(runs: &[(String, PathBuf)], path: &Path) -> BoxResult<()> {
         .draw()?;
     for (i, (name, c)) in curves.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        if i == 0 {
-            let mut ema = c[0].1;
-            let pts: Vec<(f64, f64)> = c
+        {
+            let pts: Vec<(f64, f64)> = emas[i]
                 .iter()
-                .map(|r| {
-                    ema = 0.95 * ema + 0.05 * r.1;
-                    (r.0, ema.clamp(ymin, ymax))
-                })
+                .map(|&(x, y)| (x, y.clamp(ymin, ymax)))
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts, color.mix(0.4).stroke_width(1)))?
