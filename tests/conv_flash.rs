@@ -360,3 +360,220 @@ fn bad_input_is_a_typed_error() {
         Err(Error::Shape { what: "u", .. })
     ));
 }
+
+/// Gradients at sizes whose transforms have the row level of 16, the small middle blocks
+/// (4, 2) and several stride levels, with gates, learned (perturbed) blocks and pruned
+/// first/last levels: each gradient against a central difference of the loss along a random
+/// direction of its whole argument, `(L(θ + hΔ) − L(θ − hΔ))/2h = Re Σ conj(∂L/∂θ)·Δ`.
+#[test]
+fn gradients_at_larger_sizes_match_directional_differences() {
+    for (l, kl, mode, seed) in [
+        (600, 600, ConvMode::Causal, 50),
+        (3000, 1000, ConvMode::Bidirectional, 60),
+        (5000, 200, ConvMode::Causal, 70),
+    ] {
+        let (b, c) = (2, 2);
+        let k = randn3::<f64>((mode.directions(), c, kl), seed);
+        let d = Array1::from_vec(vec![0.7, -0.2]);
+        let u = randn3::<f64>((b, c, l), seed + 1);
+        let pre = randn3::<f64>((b, c, l), seed + 2);
+        let post = randn3::<f64>((b, c, l), seed + 3);
+        let r = randn3::<f64>((b, c, l), seed + 4);
+        let mut fb = FlashButterfly::with_params(k.clone(), d.clone(), l, mode).unwrap();
+        fb.fft_mut()
+            .perturb(0.05, &mut StdRng::seed_from_u64(seed + 5));
+        let loss = |fb: &FlashButterfly<f64>,
+                    u: &Array3<f64>,
+                    k: &Array3<f64>,
+                    pre: &Array3<f64>,
+                    post: &Array3<f64>| {
+            let g = Gates {
+                pre: Some(pre.view()),
+                post: Some(post.view()),
+            };
+            (&fb.forward_with_kernel(u.view(), k.view(), g).unwrap() * &r).sum()
+        };
+        let g = Gates {
+            pre: Some(pre.view()),
+            post: Some(post.view()),
+        };
+        let grads = fb.backward(u.view(), g, r.view()).unwrap();
+        let h = 1e-6;
+        let check = |what: &str, fd: f64, want: f64| {
+            assert!(
+                (fd - want).abs() < 1e-6 * (1.0 + want.abs()),
+                "L={l} {mode:?} {what}: finite difference {fd} vs gradient {want}"
+            );
+        };
+        let dir3 = |x: &Array3<f64>, s: u64| (randn3::<f64>(x.dim(), s), x.clone());
+        let inner = |a: &Array3<f64>, b: &Array3<f64>| (a * b).sum();
+        let (du, _) = dir3(&u, seed + 6);
+        let fd = (loss(&fb, &(&u + &(&du * h)), &k, &pre, &post)
+            - loss(&fb, &(&u - &(&du * h)), &k, &pre, &post))
+            / (2.0 * h);
+        check("du", fd, inner(&grads.conv.du, &du));
+        let (dk, _) = dir3(&k, seed + 7);
+        let fd = (loss(&fb, &u, &(&k + &(&dk * h)), &pre, &post)
+            - loss(&fb, &u, &(&k - &(&dk * h)), &pre, &post))
+            / (2.0 * h);
+        check("dk", fd, inner(&grads.conv.dkernel, &dk));
+        let (dp, _) = dir3(&pre, seed + 8);
+        let fd = (loss(&fb, &u, &k, &(&pre + &(&dp * h)), &post)
+            - loss(&fb, &u, &k, &(&pre - &(&dp * h)), &post))
+            / (2.0 * h);
+        check(
+            "dpre",
+            fd,
+            inner(grads.conv.dpregate.as_ref().unwrap(), &dp),
+        );
+        let (dq, _) = dir3(&post, seed + 9);
+        let fd = (loss(&fb, &u, &k, &pre, &(&post + &(&dq * h)))
+            - loss(&fb, &u, &k, &pre, &(&post - &(&dq * h))))
+            / (2.0 * h);
+        check(
+            "dpost",
+            fd,
+            inner(grads.conv.dpostgate.as_ref().unwrap(), &dq),
+        );
+        // Every block entry of both sets at once.
+        let levels = fb.fft().factors().to_vec();
+        let mut rng = StdRng::seed_from_u64(seed + 10);
+        let dirs: Vec<Vec<Complex<f64>>> = (0..2 * levels.len())
+            .map(|i| {
+                let f = levels[i % levels.len()];
+                (0..f * f)
+                    .map(|_| Complex::<f64>::randn(&mut rng, 1.0))
+                    .collect()
+            })
+            .collect();
+        let shifted = |sign: f64| {
+            let mut p = fb.clone();
+            for (i, dir) in dirs.iter().enumerate() {
+                let set = if i < levels.len() {
+                    BlockSet::Forward
+                } else {
+                    BlockSet::Inverse
+                };
+                let mut blk = p.fft_mut().block_mut(set, i % levels.len()).unwrap();
+                blk.iter_mut()
+                    .zip(dir)
+                    .for_each(|(x, &dx)| *x += dx * (sign * h));
+            }
+            loss(&p, &u, &k, &pre, &post)
+        };
+        let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
+        let want: f64 = grads
+            .dforward_blocks
+            .iter()
+            .chain(&grads.dinverse_blocks)
+            .zip(&dirs)
+            .map(|(g, dir)| {
+                g.iter()
+                    .zip(dir)
+                    .map(|(gg, dd)| (gg.conj() * dd).re)
+                    .sum::<f64>()
+            })
+            .sum();
+        check("blocks", fd, want);
+    }
+}
+
+/// The f32 path (its own SIMD kernels where the CPU has them) against the f64 one, forward
+/// and every gradient, with gates and learned blocks, at sizes with pruned levels, the row
+/// level of 16 and the small middle blocks (the f64 gradients are checked against finite
+/// differences above).
+#[test]
+fn f32_backward_matches_f64() {
+    for (l, kl, mode, seed) in [
+        (100, 100, ConvMode::Bidirectional, 80),
+        (600, 600, ConvMode::Causal, 81),
+        (3000, 1500, ConvMode::Bidirectional, 82),
+        (5000, 5000, ConvMode::Causal, 83),
+    ] {
+        let (b, c) = (2, 3);
+        let k = randn3::<f64>((mode.directions(), c, kl), seed);
+        let d = Array1::from_vec(vec![0.5, -1.0, 0.25]);
+        let u = randn3::<f64>((b, c, l), seed + 1);
+        let pre = randn3::<f64>((b, c, l), seed + 2);
+        let post = randn3::<f64>((b, c, l), seed + 3);
+        let dy = randn3::<f64>((b, c, l), seed + 4);
+        let mut f64m = FlashButterfly::with_params(k.clone(), d.clone(), l, mode).unwrap();
+        f64m.fft_mut()
+            .perturb(0.05, &mut StdRng::seed_from_u64(seed + 5));
+        let mut f32m =
+            FlashButterfly::<f32>::with_params(k.mapv(|x| x as f32), d.mapv(|x| x as f32), l, mode)
+                .unwrap();
+        for set in [BlockSet::Forward, BlockSet::Inverse] {
+            for lv in 0..f64m.fft().factors().len() {
+                let src = f64m.fft().block(set, lv).unwrap().to_owned();
+                let mut dst = f32m.fft_mut().block_mut(set, lv).unwrap();
+                dst.iter_mut()
+                    .zip(src.iter())
+                    .for_each(|(a, z)| *a = Complex::new(z.re as f32, z.im as f32));
+            }
+        }
+        let g64 = Gates {
+            pre: Some(pre.view()),
+            post: Some(post.view()),
+        };
+        let (p32, q32) = (pre.mapv(|x| x as f32), post.mapv(|x| x as f32));
+        let g32 = Gates {
+            pre: Some(p32.view()),
+            post: Some(q32.view()),
+        };
+        let (u32_, dy32) = (u.mapv(|x| x as f32), dy.mapv(|x| x as f32));
+        let to64 = |a: &Array3<f32>| a.mapv(|x| x as f64);
+        let y64 = f64m.forward(u.view(), g64).unwrap();
+        let y32 = f32m.forward(u32_.view(), g32).unwrap();
+        let e = rel3(to64(&y32).view(), y64.view());
+        assert!(e < 1e-5, "L={l} forward {e}");
+        let a = f64m.backward(u.view(), g64, dy.view()).unwrap();
+        let bb = f32m.backward(u32_.view(), g32, dy32.view()).unwrap();
+        for (what, x, y) in [
+            ("du", &bb.conv.du, &a.conv.du),
+            ("dk", &bb.conv.dkernel, &a.conv.dkernel),
+            (
+                "dpre",
+                bb.conv.dpregate.as_ref().unwrap(),
+                a.conv.dpregate.as_ref().unwrap(),
+            ),
+            (
+                "dpost",
+                bb.conv.dpostgate.as_ref().unwrap(),
+                a.conv.dpostgate.as_ref().unwrap(),
+            ),
+        ] {
+            let e = rel3(to64(x).view(), y.view());
+            assert!(e < 1e-5, "L={l} {mode:?} {what}: {e}");
+        }
+        let e = rel3(
+            bb.conv
+                .dd
+                .mapv(|x| x as f64)
+                .insert_axis(ndarray::Axis(0))
+                .insert_axis(ndarray::Axis(0))
+                .view(),
+            a.conv
+                .dd
+                .clone()
+                .insert_axis(ndarray::Axis(0))
+                .insert_axis(ndarray::Axis(0))
+                .view(),
+        );
+        assert!(e < 1e-5, "L={l} dD: {e}");
+        for (x, y) in bb
+            .dforward_blocks
+            .iter()
+            .chain(&bb.dinverse_blocks)
+            .zip(a.dforward_blocks.iter().chain(&a.dinverse_blocks))
+        {
+            let xs: Vec<Complex<f64>> = x
+                .iter()
+                .map(|z| Complex::new(z.re as f64, z.im as f64))
+                .collect();
+            let ys: Vec<Complex<f64>> = y.iter().copied().collect();
+            let e = relc(&xs, &ys);
+            assert!(e < 1e-5, "L={l} {mode:?} block gradient: {e}");
+        }
+    }
+}

@@ -1,18 +1,20 @@
 //! [`FlashButterfly`]: long convolution with the FFT computed as a Monarch product of small
 //! dense DFT blocks, which may be learned.
 
+use super::block_kernel::{as_reals, as_reals_mut};
 use super::long_conv::{
     check_params, check_sizes, fft_len_for, random_params, ConvEngine, ConvMode, Gates,
     LongConvGrads,
 };
 use super::monarch_fft::{MonarchFft, MAX_LOG2, MIN_LOG2};
-use super::real_fft::{pack, tangle, tangle_adjoint, unpack, untangle, untangle_adjoint};
+use super::real_fft::{untangle_mul_tangle, untangle_mul_tangle_adjoint};
 use super::{fr, ConvFloat};
 use crate::error::{Error, Result};
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView3};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView3, Axis};
 use num_complex::Complex;
 use rand::Rng;
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Gradients of a [`FlashButterfly`] call: those of the convolution and of the DFT blocks.
 #[derive(Clone, Debug)]
@@ -43,6 +45,38 @@ pub struct FlashButterfly<T: ConvFloat> {
     kernel: Array3<T>,
     d: Array1<T>,
     engine: ConvEngine<T, MonarchFft<T>>,
+    /// Buffers of the backward's channel tasks, reused across calls.
+    scratch: Mutex<Vec<BwdScratch<T>>>,
+}
+
+/// Per-level gradients of the forward and of the inverse blocks (`f × f` each, row-major).
+type BlockGrads<T> = (Vec<Vec<Complex<T>>>, Vec<Vec<Complex<T>>>);
+
+/// One backward task's buffers: the forward and inverse tapes (`r + 1` buffers of `h`), two
+/// gradient buffers, the kernel-spectrum gradient (laid out) and two signals.
+struct BwdScratch<T> {
+    tape_f: Vec<Complex<T>>,
+    tape_i: Vec<Complex<T>>,
+    g0: Vec<Complex<T>>,
+    g1: Vec<Complex<T>>,
+    gk: Vec<Complex<T>>,
+    v: Vec<T>,
+    dz: Vec<T>,
+}
+
+impl<T: ConvFloat> BwdScratch<T> {
+    fn new(h: usize, levels: usize, spec_len: usize, l: usize) -> Self {
+        let z = Complex::new(T::zero(), T::zero());
+        BwdScratch {
+            tape_f: vec![z; (levels + 1) * h],
+            tape_i: vec![z; (levels + 1) * h],
+            g0: vec![z; h],
+            g1: vec![z; h],
+            gk: vec![z; spec_len],
+            v: vec![T::zero(); l],
+            dz: vec![T::zero(); l],
+        }
+    }
 }
 
 impl<T: ConvFloat> std::fmt::Debug for FlashButterfly<T> {
@@ -115,7 +149,12 @@ impl<T: ConvFloat> FlashButterfly<T> {
         }
         let t = MonarchFft::new(n / 2)?;
         let engine = ConvEngine::new(channels, seq_len, kernel_len, mode, n, t);
-        Ok(FlashButterfly { kernel, d, engine })
+        Ok(FlashButterfly {
+            kernel,
+            d,
+            engine,
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn channels(&self) -> usize {
@@ -198,164 +237,167 @@ impl<T: ConvFloat> FlashButterfly<T> {
         e.check_input("dy", &dy, b)?;
         let t = &e.t;
         let (h, n, kl, dirs) = (e.h, e.n, e.kernel_len, e.mode.directions());
-        let hp = h + 1;
         let r = t.num_levels();
-        let w = &e.w;
+        let pairs = e
+            .pairs
+            .as_ref()
+            .expect("the block transform takes the fused spectral pass");
+        let sl = pairs.spec_len();
+        let spec = e.cached_spectrum(&kernel);
         let scale = T::one() / fr::<T>(h as f64);
         let z0 = Complex::new(T::zero(), T::zero());
-        let fa = |p: usize| t.freq_at(p);
-        let po = |k: usize| super::long_conv::HalfTransform::pos_of(t, k);
+        let half_rows = t.factors()[0] / 2;
         let d = self.d.view();
-        struct Out<T> {
-            du: Vec<T>,
-            dpre: Vec<T>,
-            dpost: Vec<T>,
-            dk: Vec<T>,
-            dd: T,
-            df: Vec<Vec<Complex<T>>>,
-            dg: Vec<Vec<Complex<T>>>,
-        }
-        let outs: Vec<Out<T>> = (0..c)
-            .into_par_iter()
-            .map(|ci| {
-                let mut tmp = vec![z0; h];
-                let mut rec_k = vec![vec![z0; h]; r];
-                let mut rec_f = vec![vec![z0; h]; r];
-                let mut rec_i = vec![vec![z0; h]; r];
-                let mut df = t.zero_blocks();
-                let mut dg = t.zero_blocks();
-                // The kernel's spectrum, recording the block inputs for its gradient.
-                let mut full = vec![T::zero(); n];
-                for j in 0..kl {
-                    full[j] = kernel[[0, ci, j]];
-                    if dirs == 2 {
-                        full[n - 1 - j] = kernel[[1, ci, j]];
-                    }
-                }
-                let mut zk = vec![z0; h];
-                pack(full.iter().copied(), &mut zk);
-                t.forward_permuted(&mut zk, &mut tmp, Some(&mut rec_k));
-                let mut kspec = vec![z0; hp];
-                untangle(&zk, &mut kspec, w, fa, po);
-                let mut gk = vec![z0; hp];
-                let mut a = vec![z0; h];
-                let mut xs = vec![z0; hp];
-                let mut ys = vec![z0; hp];
-                let mut gy = vec![z0; hp];
-                let mut v = vec![T::zero(); l];
-                let mut rr = vec![T::zero(); l];
-                let mut dz = vec![T::zero(); l];
-                let mut du = vec![T::zero(); b * l];
-                let mut dpre = vec![T::zero(); if gates.pre.is_some() { b * l } else { 0 }];
-                let mut dpost = vec![T::zero(); if gates.post.is_some() { b * l } else { 0 }];
-                let mut dd = T::zero();
-                let dc = d[ci];
-                for bi in 0..b {
-                    let urow = u.slice(s![bi, ci, ..]);
-                    let pre = gates.pre.as_ref().map(|g| g.slice(s![bi, ci, ..]));
-                    ConvEngine::<T, MonarchFft<T>>::gated_input(urow, pre, &mut v);
-                    pack(v.iter().copied(), &mut a);
-                    t.forward_permuted(&mut a, &mut tmp, Some(&mut rec_f));
-                    untangle(&a, &mut xs, w, fa, po);
-                    ys.iter_mut()
-                        .zip(xs.iter().zip(&kspec))
-                        .for_each(|(o, (&x, &k))| *o = x * k);
-                    tangle(&ys, &mut a, w, scale, fa, po);
-                    t.inverse_permuted(&mut a, &mut tmp, Some(&mut rec_i));
-                    unpack(&a, &mut rr);
-                    let dyrow = dy.slice(s![bi, ci, ..]);
-                    match &gates.post {
-                        Some(g) => {
-                            let grow = g.slice(s![bi, ci, ..]);
-                            for tt in 0..l {
-                                dpost[bi * l + tt] = dyrow[tt] * (rr[tt] + dc * v[tt]);
-                                dz[tt] = dyrow[tt] * grow[tt];
-                            }
-                        }
-                        None => dz.iter_mut().zip(dyrow.iter()).for_each(|(o, &x)| *o = x),
-                    }
-                    pack(dz.iter().copied(), &mut a);
-                    t.inverse_backward(&rec_i, &mut a, &mut dg, &mut tmp);
-                    tangle_adjoint(&a, &mut gy, w, scale, fa, po);
-                    for p in 0..hp {
-                        gk[p] += xs[p].conj() * gy[p];
-                        ys[p] = kspec[p].conj() * gy[p];
-                    }
-                    untangle_adjoint(&ys, &mut a, w, fa, po);
-                    t.forward_backward(&rec_f, &mut a, &mut df, &mut tmp);
-                    for tt in 0..l {
-                        let g = a[tt / 2];
-                        let dv = if tt % 2 == 0 { g.re } else { g.im } + dc * dz[tt];
-                        dd += dz[tt] * v[tt];
-                        match &pre {
-                            Some(gp) => {
-                                du[bi * l + tt] = dv * gp[tt];
-                                dpre[bi * l + tt] = dv * urow[tt];
-                            }
-                            None => du[bi * l + tt] = dv,
-                        }
-                    }
-                }
-                untangle_adjoint(&gk, &mut zk, w, fa, po);
-                t.forward_backward(&rec_k, &mut zk, &mut df, &mut tmp);
-                let mut dk = vec![T::zero(); dirs * kl];
-                for j in 0..kl {
-                    let g = zk[j / 2];
-                    dk[j] = if j % 2 == 0 { g.re } else { g.im };
-                    if dirs == 2 {
-                        let m = n - 1 - j;
-                        let g = zk[m / 2];
-                        dk[kl + j] = if m % 2 == 0 { g.re } else { g.im };
-                    }
-                }
-                Out {
-                    du,
-                    dpre,
-                    dpost,
-                    dk,
-                    dd,
-                    df,
-                    dg,
-                }
-            })
-            .collect();
         let mut du = Array3::<T>::zeros((b, c, l));
-        let mut dpre = gates.pre.map(|_| Array3::<T>::zeros((b, c, l)));
-        let mut dpost = gates.post.map(|_| Array3::<T>::zeros((b, c, l)));
+        // Absent gates get empty arrays so that every output splits by channel alike.
+        let gate_len = |g: &Option<ArrayView3<T>>| if g.is_some() { l } else { 0 };
+        let mut dpre = Array3::<T>::zeros((b, c, gate_len(&gates.pre)));
+        let mut dpost = Array3::<T>::zeros((b, c, gate_len(&gates.post)));
         let mut dkernel = Array3::<T>::zeros((dirs, c, kl));
         let mut dd = Array1::<T>::zeros(c);
+        let block_grads: Vec<BlockGrads<T>> = du
+            .axis_iter_mut(Axis(1))
+            .into_par_iter()
+            .zip(dpre.axis_iter_mut(Axis(1)))
+            .zip(dpost.axis_iter_mut(Axis(1)))
+            .zip(dkernel.axis_iter_mut(Axis(1)))
+            .zip(dd.axis_iter_mut(Axis(0)))
+            .enumerate()
+            .map(
+                |(ci, ((((mut du, mut dpre), mut dpost), mut dk), mut ddc))| {
+                    let mut sc = self
+                        .scratch
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.pop())
+                        .unwrap_or_else(|| BwdScratch::new(h, r, sl, l));
+                    let BwdScratch {
+                        tape_f,
+                        tape_i,
+                        g0,
+                        g1,
+                        gk,
+                        v,
+                        dz,
+                    } = &mut sc;
+                    gk.fill(z0);
+                    let mut df = t.zero_blocks();
+                    let mut dg = t.zero_blocks();
+                    let ks = &spec[ci * sl..(ci + 1) * sl];
+                    let mut dd = T::zero();
+                    let dc = d[ci];
+                    for bi in 0..b {
+                        let urow = u.slice(s![bi, ci, ..]);
+                        let pre = gates.pre.as_ref().map(|g| g.slice(s![bi, ci, ..]));
+                        ConvEngine::<T, MonarchFft<T>>::gated_input(urow, pre, v);
+                        // Recompute the forward, keeping every level's input.
+                        let x0 = as_reals_mut(&mut tape_f[..h]);
+                        x0[..l].copy_from_slice(v);
+                        x0[l..h].fill(T::zero());
+                        t.forward_tape(tape_f, true);
+                        untangle_mul_tangle(
+                            &tape_f[r * h..],
+                            &mut tape_i[r * h..],
+                            ks,
+                            pairs,
+                            scale,
+                        );
+                        let dyrow = dy.slice(s![bi, ci, ..]);
+                        match &gates.post {
+                            Some(g) => {
+                                t.inverse_tape(tape_i, Some(half_rows));
+                                let rr = &as_reals(&tape_i[..h])[..l];
+                                let grow = g.slice(s![bi, ci, ..]);
+                                let mut dpr = dpost.row_mut(bi);
+                                for tt in 0..l {
+                                    dpr[tt] = dyrow[tt] * (rr[tt] + dc * v[tt]);
+                                    dz[tt] = dyrow[tt] * grow[tt];
+                                }
+                            }
+                            None => {
+                                t.inverse_tape(tape_i, None);
+                                dz.iter_mut().zip(dyrow.iter()).for_each(|(o, &x)| *o = x);
+                            }
+                        }
+                        // Back through the inverse, the spectral pass and the forward.
+                        let gr = as_reals_mut(g0);
+                        gr[..l].copy_from_slice(dz);
+                        gr[l..h].fill(T::zero());
+                        let o =
+                            t.inverse_adjoint(tape_i, [&mut g0[..], &mut g1[..]], &mut dg, true);
+                        let (gs, gd) = if o == 0 {
+                            (&*g0, &mut *g1)
+                        } else {
+                            (&*g1, &mut *g0)
+                        };
+                        untangle_mul_tangle_adjoint(gs, gd, &tape_f[r * h..], ks, gk, pairs, scale);
+                        let bufs = if o == 0 {
+                            [&mut g1[..], &mut g0[..]]
+                        } else {
+                            [&mut g0[..], &mut g1[..]]
+                        };
+                        let o2 = t.forward_adjoint(tape_f, bufs, &mut df, true);
+                        let gv = &as_reals(if (o == 0) == (o2 == 0) {
+                            &g1[..]
+                        } else {
+                            &g0[..]
+                        })[..l];
+                        dd += dot(dz, v);
+                        let mut dur = du.row_mut(bi);
+                        let dur = dur.as_slice_mut().expect("fresh array rows are contiguous");
+                        dur.iter_mut()
+                            .zip(gv.iter().zip(dz.iter()))
+                            .for_each(|(o, (&g, &z))| *o = g + dc * z);
+                        if let Some(gp) = &pre {
+                            let mut dpr = dpre.row_mut(bi);
+                            for ((o, p), (&x, &g)) in dur
+                                .iter_mut()
+                                .zip(dpr.iter_mut())
+                                .zip(urow.iter().zip(gp.iter()))
+                            {
+                                *p = *o * x;
+                                *o *= g;
+                            }
+                        }
+                    }
+                    // The kernel: ∂L/∂K → ∂L/∂Z (untangle's adjoint) → back through its transform.
+                    pairs.untangle_adjoint(gk, g0);
+                    let x0 = as_reals_mut(&mut tape_f[..h]);
+                    x0.fill(T::zero());
+                    x0.iter_mut()
+                        .zip(kernel.slice(s![0, ci, ..]))
+                        .for_each(|(o, &k)| *o = k);
+                    if dirs == 2 {
+                        x0[n - kl..]
+                            .iter_mut()
+                            .rev()
+                            .zip(kernel.slice(s![1, ci, ..]))
+                            .for_each(|(o, &k)| *o = k);
+                    }
+                    let low = dirs == 1;
+                    t.forward_tape(tape_f, low);
+                    let o = t.forward_adjoint(tape_f, [&mut g0[..], &mut g1[..]], &mut df, low);
+                    let gz = as_reals(if o == 0 { &g0[..] } else { &g1[..] });
+                    let mut dkf = dk.row_mut(0);
+                    dkf.iter_mut().zip(gz).for_each(|(o, &g)| *o = g);
+                    if dirs == 2 {
+                        let mut dkb = dk.row_mut(1);
+                        dkb.iter_mut()
+                            .zip(gz[..n].iter().rev())
+                            .for_each(|(o, &g)| *o = g);
+                    }
+                    ddc.fill(dd);
+                    if let Ok(mut p) = self.scratch.lock() {
+                        p.push(sc);
+                    }
+                    (df, dg)
+                },
+            )
+            .collect();
         let mut df = t.zero_blocks();
         let mut dg = t.zero_blocks();
-        for (ci, o) in outs.into_iter().enumerate() {
-            for bi in 0..b {
-                let rng = bi * l..(bi + 1) * l;
-                du.slice_mut(s![bi, ci, ..])
-                    .iter_mut()
-                    .zip(&o.du[rng.clone()])
-                    .for_each(|(x, &y)| *x = y);
-                if let Some(a) = dpre.as_mut() {
-                    a.slice_mut(s![bi, ci, ..])
-                        .iter_mut()
-                        .zip(&o.dpre[rng.clone()])
-                        .for_each(|(x, &y)| *x = y);
-                }
-                if let Some(a) = dpost.as_mut() {
-                    a.slice_mut(s![bi, ci, ..])
-                        .iter_mut()
-                        .zip(&o.dpost[rng])
-                        .for_each(|(x, &y)| *x = y);
-                }
-            }
-            for dir in 0..dirs {
-                for j in 0..kl {
-                    dkernel[[dir, ci, j]] = o.dk[dir * kl + j];
-                }
-            }
-            dd[ci] = o.dd;
-            for (acc, x) in df.iter_mut().zip(&o.df) {
-                acc.iter_mut().zip(x).for_each(|(p, &q)| *p += q);
-            }
-            for (acc, x) in dg.iter_mut().zip(&o.dg) {
+        for (f, g) in &block_grads {
+            for (acc, x) in df.iter_mut().zip(f).chain(dg.iter_mut().zip(g)) {
                 acc.iter_mut().zip(x).for_each(|(p, &q)| *p += q);
             }
         }
@@ -370,11 +412,28 @@ impl<T: ConvFloat> FlashButterfly<T> {
                 du,
                 dkernel,
                 dd,
-                dpregate: dpre,
-                dpostgate: dpost,
+                dpregate: gates.pre.map(|_| dpre),
+                dpostgate: gates.post.map(|_| dpost),
             },
             dforward_blocks: to_arrays(df),
             dinverse_blocks: to_arrays(dg),
         })
     }
+}
+
+/// `Σ a_i b_i` in eight independent partial sums (so that it vectorises).
+fn dot<T: ConvFloat>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: T = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().fold(tail, |s, &x| s + x)
 }

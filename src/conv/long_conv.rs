@@ -153,7 +153,7 @@ pub(crate) struct ConvEngine<T: ConvFloat, H: HalfTransform<T>> {
     /// The last kernel transformed and its spectrum, reused while the kernel is unchanged.
     spec_cache: Mutex<Option<CachedSpectrum<T>>>,
     /// Mirror pairs of the slot order when the transform asks for the fused spectral pass.
-    pairs: Option<MirrorPairs<T>>,
+    pub(crate) pairs: Option<MirrorPairs<T>>,
 }
 
 fn shape3<T>(a: &ArrayView3<T>) -> String {
@@ -262,13 +262,14 @@ impl<T: ConvFloat, H: HalfTransform<T>> ConvEngine<T, H> {
             self.t.forward(&mut s.z, &mut s.fft);
         }
         let scale = T::one() / fr::<T>(self.h as f64);
-        untangle_mul_tangle(&mut s.z, kspec, pairs, scale);
+        let y = &mut s.fft[..self.h];
+        untangle_mul_tangle(&s.z, y, kspec, pairs, scale);
         if out.len() <= self.h {
-            self.t.inverse_low(&mut s.z, &mut s.fft);
+            self.t.inverse_low(y, &mut s.z);
         } else {
-            self.t.inverse(&mut s.z, &mut s.fft);
+            self.t.inverse(y, &mut s.z);
         }
-        out.copy_from_slice(&as_reals(&s.z)[..out.len()]);
+        out.copy_from_slice(&as_reals(y)[..out.len()]);
     }
 
     pub(crate) fn check_kernel(&self, kernel: &ArrayView3<T>) -> Result<()> {

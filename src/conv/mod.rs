@@ -21,50 +21,12 @@ pub use flash_butterfly::{FlashButterfly, FlashButterflyGrads};
 pub use long_conv::{ConvMode, Gates, LongConv, LongConvGrads};
 pub use monarch_fft::{BlockSet, MonarchFft, MAX_LOG2, MIN_LOG2};
 
-use num_complex::Complex;
-
 /// The real scalars the convolutions run on (`f32`, `f64`): a [`RealScalar`](crate::RealScalar)
-/// that rustfft can transform and whose complex type has faer's GEMM.
-pub trait ConvFloat: crate::RealScalar + rustfft::FftNum + num_traits::NumAssign {
-    /// `dst ← op(lhs)·op(rhs)` (or `+=` when `accumulate`) on complex matrices, `op`
-    /// conjugating when its flag is set.
-    fn cgemm(
-        dst: faer::MatMut<'_, Complex<Self>>,
-        lhs: faer::MatRef<'_, Complex<Self>>,
-        conj_lhs: bool,
-        rhs: faer::MatRef<'_, Complex<Self>>,
-        conj_rhs: bool,
-        accumulate: bool,
-    );
-}
+/// that rustfft can transform.
+pub trait ConvFloat: crate::RealScalar + rustfft::FftNum + num_traits::NumAssign {}
 
-macro_rules! impl_conv_float {
-    ($t:ty) => {
-        impl ConvFloat for $t {
-            #[inline]
-            fn cgemm(
-                dst: faer::MatMut<'_, Complex<Self>>,
-                lhs: faer::MatRef<'_, Complex<Self>>,
-                conj_lhs: bool,
-                rhs: faer::MatRef<'_, Complex<Self>>,
-                conj_rhs: bool,
-                accumulate: bool,
-            ) {
-                <Complex<$t> as crate::Scalar>::gemm(
-                    dst,
-                    lhs,
-                    conj_lhs,
-                    rhs,
-                    conj_rhs,
-                    accumulate,
-                    faer::Par::Seq,
-                );
-            }
-        }
-    };
-}
-impl_conv_float!(f32);
-impl_conv_float!(f64);
+impl ConvFloat for f32 {}
+impl ConvFloat for f64 {}
 
 /// `x` as a `T` (disambiguates `Scalar::from_f64` from `FromPrimitive::from_f64`).
 #[inline(always)]

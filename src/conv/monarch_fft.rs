@@ -8,7 +8,7 @@
 //! plain matrices, so they can be learned (the long-conv paper's learned butterfly).
 
 use super::block_kernel::{
-    apply_level, as_reals, as_reals_mut, twiddle_planes, PostTwiddle, PreparedBlock,
+    apply_level, as_reals, as_reals_mut, grad_level, twiddle_planes, PostTwiddle, PreparedBlock,
 };
 use super::long_conv::HalfTransform;
 use super::{fr, ConvFloat};
@@ -43,8 +43,8 @@ pub struct MonarchFft<T: ConvFloat> {
     sub: Vec<usize>,
     fwd: Vec<Vec<Complex<T>>>,
     inv: Vec<Vec<Complex<T>>>,
-    tw: Vec<Vec<Complex<T>>>,
-    /// `tw` as duplicated real/imaginary planes for the kernels.
+    /// The twiddle after each level but the last (`M_i` values), as duplicated real/imaginary
+    /// planes for the kernels.
     tw_planes: Vec<(Vec<T>, Vec<T>)>,
     freq_at: Vec<u32>,
     pos_of: Vec<u32>,
@@ -155,7 +155,6 @@ impl<T: ConvFloat> MonarchFft<T> {
             sub,
             fwd,
             inv,
-            tw,
             tw_planes,
             freq_at: freq,
             pos_of,
@@ -228,7 +227,7 @@ impl<T: ConvFloat> MonarchFft<T> {
         crate::error::check_len("x", x.len(), self.m)?;
         let mut buf = x.to_vec();
         let mut tmp = vec![Complex::new(T::zero(), T::zero()); self.m];
-        self.forward_permuted(&mut buf, &mut tmp, None);
+        self.forward_permuted(&mut buf, &mut tmp);
         Ok((0..self.m).map(|k| buf[self.pos_of[k] as usize]).collect())
     }
 
@@ -237,7 +236,7 @@ impl<T: ConvFloat> MonarchFft<T> {
         crate::error::check_len("x", x.len(), self.m)?;
         let mut buf: Vec<Complex<T>> = (0..self.m).map(|p| x[self.freq_at(p)]).collect();
         let mut tmp = vec![Complex::new(T::zero(), T::zero()); self.m];
-        self.inverse_permuted(&mut buf, &mut tmp, None);
+        self.inverse_permuted(&mut buf, &mut tmp);
         Ok(buf)
     }
 
@@ -270,54 +269,9 @@ impl<T: ConvFloat> MonarchFft<T> {
         self.sub[level] / self.factors[level]
     }
 
-    /// Backward of `y = (I ⊗ B) x` for one level: `g` holds `∂L/∂y` on entry and `∂L/∂x` on
-    /// exit (`(I ⊗ Bᴴ) g`, through `adj`); `dmat += Σ_s G_s x_sᴴ`.
-    #[allow(clippy::too_many_arguments)]
-    fn mult_backward(
-        &self,
-        level: usize,
-        adj: &PreparedBlock<T>,
-        x_in: &[Complex<T>],
-        g: &mut [Complex<T>],
-        dmat: &mut [Complex<T>],
-        tmp: &mut [Complex<T>],
-    ) {
-        let f = self.factors[level];
-        let mi = self.sub[level];
-        let mp = mi / f;
-        if mp == 1 {
-            let s = self.m / f;
-            let xr = faer::MatRef::from_row_major_slice(x_in, s, f);
-            let gr = faer::MatRef::from_row_major_slice(g, s, f);
-            // Y = X Bᵀ: dB += Gᵀ X̄.
-            let db = faer::MatMut::from_row_major_slice_mut(dmat, f, f);
-            T::cgemm(db, gr.transpose(), false, xr, true, true);
-        } else {
-            for (xs, gs) in x_in.chunks(mi).zip(g.chunks(mi)) {
-                let xr = faer::MatRef::from_row_major_slice(xs, f, mp);
-                let gr = faer::MatRef::from_row_major_slice(gs, f, mp);
-                let db = faer::MatMut::from_row_major_slice_mut(dmat, f, f);
-                T::cgemm(db, gr, false, xr.transpose(), true, true);
-            }
-        }
-        apply_level(adj, mp, as_reals(g), as_reals_mut(tmp), None, FULL);
-        g.copy_from_slice(tmp);
-    }
-
-    fn twiddle(&self, level: usize, x: &mut [Complex<T>], conj: bool) {
-        let tw = &self.tw[level];
-        for xs in x.chunks_mut(tw.len()) {
-            if conj {
-                xs.iter_mut().zip(tw).for_each(|(a, w)| *a *= w.conj());
-            } else {
-                xs.iter_mut().zip(tw).for_each(|(a, &w)| *a *= w);
-            }
-        }
-    }
-
     /// Apply the levels `order` with blocks `blocks`, ping-ponging between `x` and `tmp` and
-    /// leaving the result in `x`; `post(i)` is the twiddle after level `i`, `rec[i]` receives
-    /// level `i`'s input, and `rows(i)` prunes level `i` (see `apply_level`).
+    /// leaving the result in `x`; `post(i)` is the twiddle after level `i` and `rows(i)` prunes
+    /// level `i` (see `apply_level`).
     #[allow(clippy::too_many_arguments)]
     fn run_levels<'a>(
         &'a self,
@@ -327,7 +281,6 @@ impl<T: ConvFloat> MonarchFft<T> {
         rows: impl Fn(usize) -> (usize, usize),
         x: &mut [Complex<T>],
         tmp: &mut [Complex<T>],
-        mut rec: Option<&mut [Vec<Complex<T>>]>,
     ) {
         let mut in_x = true;
         for i in order {
@@ -336,9 +289,6 @@ impl<T: ConvFloat> MonarchFft<T> {
             } else {
                 (&tmp[..self.m], &mut x[..])
             };
-            if let Some(rc) = rec.as_deref_mut() {
-                rc[i].copy_from_slice(src);
-            }
             apply_level(
                 &blocks[i],
                 self.stride(i),
@@ -354,14 +304,8 @@ impl<T: ConvFloat> MonarchFft<T> {
         }
     }
 
-    /// Forward transform in place into digit-reversed order; `rec` (one buffer per level)
-    /// receives each level's block input for [`forward_backward`](Self::forward_backward).
-    pub(crate) fn forward_permuted(
-        &self,
-        x: &mut [Complex<T>],
-        tmp: &mut [Complex<T>],
-        rec: Option<&mut [Vec<Complex<T>>]>,
-    ) {
+    /// Forward transform in place into digit-reversed order.
+    pub(crate) fn forward_permuted(&self, x: &mut [Complex<T>], tmp: &mut [Complex<T>]) {
         let r = self.factors.len();
         let post = |i: usize| {
             (i + 1 < r).then(|| PostTwiddle {
@@ -371,7 +315,7 @@ impl<T: ConvFloat> MonarchFft<T> {
                 conj: false,
             })
         };
-        self.run_levels(0..r, &self.prepared().fwd, post, |_| FULL, x, tmp, rec);
+        self.run_levels(0..r, &self.prepared().fwd, post, |_| FULL, x, tmp);
     }
 
     /// [`forward_permuted`](Self::forward_permuted) of an `x` whose second half is zero (a
@@ -388,18 +332,13 @@ impl<T: ConvFloat> MonarchFft<T> {
         };
         let half = self.factors[0] / 2;
         let rows = |i: usize| if i == 0 { (half, usize::MAX) } else { FULL };
-        self.run_levels(0..r, &self.prepared().fwd, post, rows, x, tmp, None);
+        self.run_levels(0..r, &self.prepared().fwd, post, rows, x, tmp);
     }
 
     /// Inverse transform (unnormalised, through the inverse blocks) from digit-reversed order
-    /// to natural order, recording each level's block input in `rec`. The conjugate twiddle
+    /// to natural order. The conjugate twiddle
     /// that precedes level `i − 1` is applied to level `i`'s output.
-    pub(crate) fn inverse_permuted(
-        &self,
-        x: &mut [Complex<T>],
-        tmp: &mut [Complex<T>],
-        rec: Option<&mut [Vec<Complex<T>>]>,
-    ) {
+    pub(crate) fn inverse_permuted(&self, x: &mut [Complex<T>], tmp: &mut [Complex<T>]) {
         let r = self.factors.len();
         let post = |i: usize| {
             (i > 0).then(|| PostTwiddle {
@@ -409,15 +348,7 @@ impl<T: ConvFloat> MonarchFft<T> {
                 conj: true,
             })
         };
-        self.run_levels(
-            (0..r).rev(),
-            &self.prepared().inv,
-            post,
-            |_| FULL,
-            x,
-            tmp,
-            rec,
-        );
+        self.run_levels((0..r).rev(), &self.prepared().inv, post, |_| FULL, x, tmp);
     }
 
     /// [`inverse_permuted`](Self::inverse_permuted) when only the first half of the output is
@@ -435,44 +366,160 @@ impl<T: ConvFloat> MonarchFft<T> {
         };
         let half = self.factors[0] / 2;
         let rows = |i: usize| if i == 0 { (usize::MAX, half) } else { FULL };
-        self.run_levels((0..r).rev(), &self.prepared().inv, post, rows, x, tmp, None);
+        self.run_levels((0..r).rev(), &self.prepared().inv, post, rows, x, tmp);
     }
 
-    /// Backward of [`forward_permuted`](Self::forward_permuted): `g` goes from `∂L/∂X` to
-    /// `∂L/∂x`; block gradients are added to `dblocks` (one `f×f` buffer per level).
-    pub(crate) fn forward_backward(
-        &self,
-        rec: &[Vec<Complex<T>>],
-        g: &mut [Complex<T>],
-        dblocks: &mut [Vec<Complex<T>>],
-        tmp: &mut [Complex<T>],
-    ) {
-        let r = self.factors.len();
-        let p = self.prepared();
-        for i in (0..r).rev() {
-            if i + 1 < r {
-                self.twiddle(i, g, true);
-            }
-            self.mult_backward(i, &p.fwd_adj[i], &rec[i], g, &mut dblocks[i], tmp);
-        }
-    }
-
-    /// Backward of [`inverse_permuted`](Self::inverse_permuted).
-    pub(crate) fn inverse_backward(
-        &self,
-        rec: &[Vec<Complex<T>>],
-        g: &mut [Complex<T>],
-        dblocks: &mut [Vec<Complex<T>>],
-        tmp: &mut [Complex<T>],
-    ) {
-        let r = self.factors.len();
-        let p = self.prepared();
+    /// The forward levels with every level's input kept for the backward: `tape` holds `r + 1`
+    /// buffers of `M`; buffer 0 is the input (only its first half is read when `low`, a
+    /// zero-padded signal) and buffer `i + 1` receives level `i`'s twiddled output, so the
+    /// transform ends in buffer `r`.
+    pub(crate) fn forward_tape(&self, tape: &mut [Complex<T>], low: bool) {
+        let (m, r) = (self.m, self.factors.len());
+        let blocks = &self.prepared().fwd;
         for i in 0..r {
-            self.mult_backward(i, &p.inv_adj[i], &rec[i], g, &mut dblocks[i], tmp);
-            if i + 1 < r {
-                self.twiddle(i, g, false);
-            }
+            let (src, dst) = tape[i * m..(i + 2) * m].split_at_mut(m);
+            let post = (i + 1 < r).then(|| PostTwiddle {
+                wr: &self.tw_planes[i].0,
+                wi: &self.tw_planes[i].1,
+                period: 1,
+                conj: false,
+            });
+            let rows = if low && i == 0 {
+                (self.factors[0] / 2, usize::MAX)
+            } else {
+                FULL
+            };
+            apply_level(
+                &blocks[i],
+                self.stride(i),
+                as_reals(src),
+                as_reals_mut(dst),
+                post,
+                rows,
+            );
         }
+    }
+
+    /// The inverse levels with every level's input kept: buffer `r` of `tape` is the input
+    /// (digit-reversed) and level `i` reads buffer `i + 1` and writes buffer `i`. The last level
+    /// (`i = 0`) is skipped when `last` is `None` (only the tape is wanted), else it writes the
+    /// output rows `< last` of its block (as in `apply_level`).
+    pub(crate) fn inverse_tape(&self, tape: &mut [Complex<T>], last: Option<usize>) {
+        let (m, r) = (self.m, self.factors.len());
+        let blocks = &self.prepared().inv;
+        for i in (0..r).rev() {
+            let rows = match (i, last) {
+                (0, None) => break,
+                (0, Some(k)) => (usize::MAX, k),
+                _ => FULL,
+            };
+            let (dst, src) = tape[i * m..(i + 2) * m].split_at_mut(m);
+            let post = (i > 0).then(|| PostTwiddle {
+                wr: &self.tw_planes[i - 1].0,
+                wi: &self.tw_planes[i - 1].1,
+                period: self.factors[i - 1],
+                conj: true,
+            });
+            apply_level(
+                &blocks[i],
+                self.stride(i),
+                as_reals(src),
+                as_reals_mut(dst),
+                post,
+                rows,
+            );
+        }
+    }
+
+    /// Backward of [`forward_tape`](Self::forward_tape): `g[0]` holds `∂L/∂X` (the output) on
+    /// entry; on exit `g[out]` holds `∂L/∂x` (its first half only when `low`), `out` returned,
+    /// the other buffer scratch. `dblocks[i] += Σ G_i X_iᴴ` for each level's output gradient
+    /// `G_i` and recorded input `X_i`. The adjoint runs the levels in reverse with the adjoint
+    /// blocks and the conjugate twiddles (a transform shaped like the inverse); when `low` its
+    /// last level writes only the needed half and `X_0`'s zero half is not read.
+    pub(crate) fn forward_adjoint(
+        &self,
+        tape: &[Complex<T>],
+        g: [&mut [Complex<T>]; 2],
+        dblocks: &mut [Vec<Complex<T>>],
+        low: bool,
+    ) -> usize {
+        let (m, r) = (self.m, self.factors.len());
+        let adj = &self.prepared().fwd_adj;
+        let [g0, g1] = g;
+        let mut cur = 0;
+        for i in (0..r).rev() {
+            let (src, dst): (&[Complex<T>], &mut [Complex<T>]) = if cur == 0 {
+                (&g0[..m], &mut g1[..m])
+            } else {
+                (&g1[..m], &mut g0[..m])
+            };
+            let (f, mp) = (self.factors[i], self.stride(i));
+            let half = if low && i == 0 { f / 2 } else { f };
+            grad_level(
+                f,
+                mp,
+                as_reals(src),
+                as_reals(&tape[i * m..(i + 1) * m]),
+                as_reals_mut(&mut dblocks[i]),
+                (f, half),
+            );
+            let post = (i > 0).then(|| PostTwiddle {
+                wr: &self.tw_planes[i - 1].0,
+                wi: &self.tw_planes[i - 1].1,
+                period: self.factors[i - 1],
+                conj: true,
+            });
+            let rows = if half < f { (usize::MAX, half) } else { FULL };
+            apply_level(&adj[i], mp, as_reals(src), as_reals_mut(dst), post, rows);
+            cur = 1 - cur;
+        }
+        cur
+    }
+
+    /// Backward of [`inverse_tape`](Self::inverse_tape) (run with its last level): `g[0]`
+    /// holds `∂L/∂x` (the output; only its first half is read when `low`, the rest taken as
+    /// zero) on entry; on exit `g[out]` holds `∂L/∂X` (the input), `out` returned.
+    /// `dblocks[i] += Σ G_i X_iᴴ`. The adjoint is shaped like the forward transform, with the
+    /// first level pruned when `low`.
+    pub(crate) fn inverse_adjoint(
+        &self,
+        tape: &[Complex<T>],
+        g: [&mut [Complex<T>]; 2],
+        dblocks: &mut [Vec<Complex<T>>],
+        low: bool,
+    ) -> usize {
+        let (m, r) = (self.m, self.factors.len());
+        let adj = &self.prepared().inv_adj;
+        let [g0, g1] = g;
+        let mut cur = 0;
+        for i in 0..r {
+            let (src, dst): (&[Complex<T>], &mut [Complex<T>]) = if cur == 0 {
+                (&g0[..m], &mut g1[..m])
+            } else {
+                (&g1[..m], &mut g0[..m])
+            };
+            let (f, mp) = (self.factors[i], self.stride(i));
+            let half = if low && i == 0 { f / 2 } else { f };
+            grad_level(
+                f,
+                mp,
+                as_reals(src),
+                as_reals(&tape[(i + 1) * m..(i + 2) * m]),
+                as_reals_mut(&mut dblocks[i]),
+                (half, f),
+            );
+            let post = (i + 1 < r).then(|| PostTwiddle {
+                wr: &self.tw_planes[i].0,
+                wi: &self.tw_planes[i].1,
+                period: 1,
+                conj: false,
+            });
+            let rows = if half < f { (half, usize::MAX) } else { FULL };
+            apply_level(&adj[i], mp, as_reals(src), as_reals_mut(dst), post, rows);
+            cur = 1 - cur;
+        }
+        cur
     }
 
     /// Zeroed gradient buffers, one `f×f` block per level.
@@ -498,10 +545,10 @@ impl<T: ConvFloat> HalfTransform<T> for MonarchFft<T> {
         self.m
     }
     fn forward(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
-        self.forward_permuted(z, scratch, None);
+        self.forward_permuted(z, scratch);
     }
     fn inverse(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
-        self.inverse_permuted(z, scratch, None);
+        self.inverse_permuted(z, scratch);
     }
     fn forward_low(&self, z: &mut [Complex<T>], scratch: &mut [Complex<T>]) {
         self.forward_permuted_low(z, scratch);

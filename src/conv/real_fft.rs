@@ -95,6 +95,7 @@ pub(crate) fn unpack<T: ConvFloat>(z: &[Complex<T>], out: &mut [T]) {
 /// Adjoint of [`untangle`] (a real-linear map) for PyTorch-convention gradients: `gx`
 /// (`h + 1` slots) → `gz` (`h` slots). For `X = a·Z[p] + b·conj(Z[q])` the gradient adds
 /// `conj(a)·G_X` to slot `p` and `b·conj(G_X)` to slot `q`.
+#[cfg(test)]
 pub(crate) fn untangle_adjoint<T: ConvFloat>(
     gx: &[Complex<T>],
     gz: &mut [Complex<T>],
@@ -118,32 +119,6 @@ pub(crate) fn untangle_adjoint<T: ConvFloat>(
         let b = (one + i * w[k]) * half;
         gz[own] += a.conj() * g;
         gz[src] += b * g.conj();
-    }
-}
-
-/// Adjoint of [`tangle`]: `gz` (`h` slots) → `gx` (`h + 1` slots).
-pub(crate) fn tangle_adjoint<T: ConvFloat>(
-    gz: &[Complex<T>],
-    gx: &mut [Complex<T>],
-    w: &[Complex<T>],
-    scale: T,
-    freq_at: impl Fn(usize) -> usize,
-    pos_of: impl Fn(usize) -> usize,
-) {
-    let h = gz.len();
-    let half = fr::<T>(0.5) * scale;
-    gx.fill(Complex::new(T::zero(), T::zero()));
-    let i = Complex::new(T::zero(), T::one());
-    let one = Complex::new(T::one(), T::zero());
-    for p in 0..h {
-        let k = freq_at(p);
-        let q = if k == 0 { h } else { pos_of(h - k) };
-        let wc = w[k].conj();
-        let a = (one + i * wc) * half;
-        let b = (one - i * wc) * half;
-        let g = gz[p];
-        gx[p] += a.conj() * g;
-        gx[q] += b * g.conj();
     }
 }
 
@@ -195,6 +170,56 @@ impl<T: ConvFloat> MirrorPairs<T> {
         2 + 2 * self.p.len()
     }
 
+    /// [`untangle_adjoint`] of a gradient `gx` given in [`layout`](Self::layout), into `gz`
+    /// (`h` slots): per mirror pair the adjoint of `untangle` is `tangle` (unscaled), and the
+    /// real slots `X[0] = Re Z[0] + Im Z[0]`, `X[h] = Re Z[0] − Im Z[0]` give
+    /// `∂L/∂Z[0] = Re G₀·(1 + i) + Re G_h·(1 − i)`.
+    pub(crate) fn untangle_adjoint(&self, gx: &[Complex<T>], gz: &mut [Complex<T>]) {
+        let (g0, gh) = (gx[0].re, gx[1].re);
+        gz[self.zero_slot] = Complex::new(g0 + gh, g0 - gh);
+        let n = self.p.len();
+        let planes = &super::block_kernel::as_reals(&gx[2..])[..4 * n];
+        let (pr, rest) = planes.split_at(n);
+        let (pi, rest) = rest.split_at(n);
+        let (qr, qi) = rest.split_at(n);
+        let half = fr::<T>(0.5);
+        let lanes = |v: &[T], j: usize, m: usize| {
+            let mut o = [T::zero(); LANES];
+            o[..m].copy_from_slice(&v[j..j + m]);
+            o
+        };
+        let mut j = 0;
+        while j < n {
+            let m = LANES.min(n - j);
+            let w = (&lanes(&self.wr, j, m), &lanes(&self.wi, j, m));
+            let (zpr, zpi, zqr, zqi) = tangle_lanes(
+                (&lanes(pr, j, m), &lanes(pi, j, m)),
+                (&lanes(qr, j, m), &lanes(qi, j, m)),
+                w,
+                half,
+            );
+            for i in 0..m {
+                gz[self.p[j + i] as usize] = Complex::new(zpr[i], zpi[i]);
+                gz[self.q[j + i] as usize] = Complex::new(zqr[i], zqi[i]);
+            }
+            j += m;
+        }
+    }
+
+    /// The inverse of [`layout`](Self::layout): `out` (`h + 1` slots) from the laid-out
+    /// `spec` (a pair whose two slots coincide, `k = h/2`, takes the second of its values).
+    #[cfg(test)]
+    pub(crate) fn unlayout(&self, spec: &[Complex<T>], out: &mut [Complex<T>]) {
+        out[self.zero_slot] = spec[0];
+        out[self.h] = spec[1];
+        let n = self.p.len();
+        let planes = super::block_kernel::as_reals(&spec[2..]);
+        for (j, (&p, &q)) in self.p.iter().zip(&self.q).enumerate() {
+            out[p as usize] = Complex::new(planes[j], planes[n + j]);
+            out[q as usize] = Complex::new(planes[2 * n + j], planes[3 * n + j]);
+        }
+    }
+
     /// A spectrum in slots (`h + 1` values) laid out for the pass: `K[0]`, `K[h]`, then the
     /// planes `Re K_p`, `Im K_p`, `Re K_q`, `Im K_q` over the pairs.
     pub(crate) fn layout(&self, kspec: &[Complex<T>], out: &mut [Complex<T>]) {
@@ -213,12 +238,46 @@ impl<T: ConvFloat> MirrorPairs<T> {
 }
 
 /// [`untangle`], the product with the spectrum and [`tangle`] with `scale`, in one pass over
-/// mirror pairs, in place on `z`; `kspec` is in [`MirrorPairs::layout`]. Frequencies `k` and
-/// `h − k` depend only on `Z[k]` and `Z[h − k]`, and with `ω^{h−k} = −ω̄^k`:
-/// `X[h−k] = conj(E[k] − ω^k O[k])`, `Z'[h−k] = s·(conj E'[k] + i·conj O'[k])`.
+/// mirror pairs, from `src` into `dst` (both `h` slots); `kspec` is in
+/// [`MirrorPairs::layout`]. Frequencies `k` and `h − k` depend only on `Z[k]` and `Z[h − k]`,
+/// and with `ω^{h−k} = −ω̄^k`: `X[h−k] = conj(E[k] − ω^k O[k])`,
+/// `Z'[h−k] = s·(conj E'[k] + i·conj O'[k])`.
 pub(crate) fn untangle_mul_tangle<T: ConvFloat>(
-    z: &mut [Complex<T>],
+    src: &[Complex<T>],
+    dst: &mut [Complex<T>],
     kspec: &[Complex<T>],
+    mp: &MirrorPairs<T>,
+    scale: T,
+) {
+    dispatch_pairs(src, dst, kspec, None, mp, scale)
+}
+
+/// The adjoint of [`untangle_mul_tangle`] (a real-linear map) for PyTorch-convention
+/// gradients, with the kernel-spectrum gradient: `gsrc = ∂L/∂Z'` → `gdst = ∂L/∂Z`, and
+/// `gk += ∂L/∂K` (in [`MirrorPairs::layout`]), given the forward's input `z`. Per mirror
+/// pair the adjoint of `tangle` is `s·untangle` and that of `untangle` is `tangle` (unscaled),
+/// so `∂L/∂Z = tangle(conj K ⊙ s·untangle(∂L/∂Z'))` and `∂L/∂K = conj X ⊙ s·untangle(∂L/∂Z')`
+/// with `X = untangle(z)`; the real slots `X[0] = Re Z[0] + Im Z[0]`,
+/// `X[h] = Re Z[0] − Im Z[0]` are done apart.
+pub(crate) fn untangle_mul_tangle_adjoint<T: ConvFloat>(
+    gsrc: &[Complex<T>],
+    gdst: &mut [Complex<T>],
+    z: &[Complex<T>],
+    kspec: &[Complex<T>],
+    gk: &mut [Complex<T>],
+    mp: &MirrorPairs<T>,
+    scale: T,
+) {
+    dispatch_pairs(gsrc, gdst, kspec, Some((z, gk)), mp, scale)
+}
+
+type Adjoint<'a, T> = Option<(&'a [Complex<T>], &'a mut [Complex<T>])>;
+
+fn dispatch_pairs<T: ConvFloat>(
+    src: &[Complex<T>],
+    dst: &mut [Complex<T>],
+    kspec: &[Complex<T>],
+    adj: Adjoint<'_, T>,
     mp: &MirrorPairs<T>,
     scale: T,
 ) {
@@ -226,63 +285,167 @@ pub(crate) fn untangle_mul_tangle<T: ConvFloat>(
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { umt_avx512(z, kspec, mp, scale) };
+            unsafe { pairs_avx512(src, dst, kspec, adj, mp, scale) };
             return;
         }
         if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            unsafe { umt_avx(z, kspec, mp, scale) };
+            unsafe { pairs_avx(src, dst, kspec, adj, mp, scale) };
             return;
         }
     }
-    umt_generic(z, kspec, mp, scale)
+    pairs_generic(src, dst, kspec, adj, mp, scale)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx,fma")]
-unsafe fn umt_avx512<T: ConvFloat>(
-    z: &mut [Complex<T>],
+unsafe fn pairs_avx512<T: ConvFloat>(
+    src: &[Complex<T>],
+    dst: &mut [Complex<T>],
     kspec: &[Complex<T>],
+    adj: Adjoint<'_, T>,
     mp: &MirrorPairs<T>,
     scale: T,
 ) {
-    umt_generic(z, kspec, mp, scale)
+    pairs_generic(src, dst, kspec, adj, mp, scale)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,fma")]
-unsafe fn umt_avx<T: ConvFloat>(
-    z: &mut [Complex<T>],
+unsafe fn pairs_avx<T: ConvFloat>(
+    src: &[Complex<T>],
+    dst: &mut [Complex<T>],
     kspec: &[Complex<T>],
+    adj: Adjoint<'_, T>,
     mp: &MirrorPairs<T>,
     scale: T,
 ) {
-    umt_generic(z, kspec, mp, scale)
+    pairs_generic(src, dst, kspec, adj, mp, scale)
+}
+
+/// `(X_k, X_{h−k})` from `(a, b) = (Z[k], Z[h−k])` over the lanes, times `c` (untangle):
+/// `e = (a + b̄)/2`, `o = −i(a − b̄)/2`, `X_k = c(e + ωo)`, `X_{h−k} = c·conj(e − ωo)`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn untangle_lanes<T: ConvFloat>(
+    a: (&[T; LANES], &[T; LANES]),
+    b: (&[T; LANES], &[T; LANES]),
+    w: (&[T; LANES], &[T; LANES]),
+    c: T,
+) -> ([T; LANES], [T; LANES], [T; LANES], [T; LANES]) {
+    let ((ar, ai), (br, bi), (wr, wi)) = (a, b, w);
+    let mut out = [[T::zero(); LANES]; 4];
+    for i in 0..LANES {
+        let er = (ar[i] + br[i]) * c;
+        let ei = (ai[i] - bi[i]) * c;
+        let dr = (ar[i] - br[i]) * c;
+        let di = (ai[i] + bi[i]) * c;
+        let (or, oi) = (di, -dr);
+        let wor = wr[i] * or - wi[i] * oi;
+        let woi = wr[i] * oi + wi[i] * or;
+        out[0][i] = er + wor;
+        out[1][i] = ei + woi;
+        out[2][i] = er - wor;
+        out[3][i] = woi - ei;
+    }
+    (out[0], out[1], out[2], out[3])
+}
+
+/// `(Z_k, Z_{h−k})` from `(Y_k, Y_{h−k})` over the lanes, times `2c` (tangle):
+/// `e = c(Y_k + Ȳ_{h−k})`, `o = c(Y_k − Ȳ_{h−k})·ω̄`, `Z_k = e + io`, `Z_{h−k} = ē + i·ō`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn tangle_lanes<T: ConvFloat>(
+    yk: (&[T; LANES], &[T; LANES]),
+    ym: (&[T; LANES], &[T; LANES]),
+    w: (&[T; LANES], &[T; LANES]),
+    c: T,
+) -> ([T; LANES], [T; LANES], [T; LANES], [T; LANES]) {
+    let ((ykr, yki), (ymr, ymi), (wr, wi)) = (yk, ym, w);
+    let mut out = [[T::zero(); LANES]; 4];
+    for i in 0..LANES {
+        let e2r = (ykr[i] + ymr[i]) * c;
+        let e2i = (yki[i] - ymi[i]) * c;
+        let gr = (ykr[i] - ymr[i]) * c;
+        let gi = (yki[i] + ymi[i]) * c;
+        let o2r = gr * wr[i] + gi * wi[i];
+        let o2i = gi * wr[i] - gr * wi[i];
+        out[0][i] = e2r - o2i;
+        out[1][i] = e2i + o2r;
+        out[2][i] = e2r + o2i;
+        out[3][i] = o2r - e2i;
+    }
+    (out[0], out[1], out[2], out[3])
+}
+
+/// `(p·q)` or `(conj(p)·q)` over the lanes, complex as planes.
+#[inline(always)]
+fn cmul_lanes<T: ConvFloat>(
+    p: (&[T; LANES], &[T; LANES]),
+    q: (&[T; LANES], &[T; LANES]),
+    conj_p: bool,
+) -> ([T; LANES], [T; LANES]) {
+    let mut re = [T::zero(); LANES];
+    let mut im = [T::zero(); LANES];
+    for i in 0..LANES {
+        let pi = if conj_p { -p.1[i] } else { p.1[i] };
+        re[i] = p.0[i] * q.0[i] - pi * q.1[i];
+        im[i] = p.0[i] * q.1[i] + pi * q.0[i];
+    }
+    (re, im)
 }
 
 #[inline(always)]
-fn umt_generic<T: ConvFloat>(
-    z: &mut [Complex<T>],
+fn pairs_generic<T: ConvFloat>(
+    src: &[Complex<T>],
+    dst: &mut [Complex<T>],
     kspec: &[Complex<T>],
+    mut adj: Adjoint<'_, T>,
     mp: &MirrorPairs<T>,
     scale: T,
 ) {
     let h = mp.h;
-    debug_assert_eq!(z.len(), h);
+    debug_assert!(src.len() == h && dst.len() == h);
     let half = fr::<T>(0.5);
     let hs = half * scale;
+    let zs = mp.zero_slot;
     // k = 0 and h share Z[0]: X[0] = re + im, X[h] = re − im.
-    let a = z[mp.zero_slot];
-    let y0 = kspec[0] * (a.re + a.im);
-    let ych = (kspec[1] * (a.re - a.im)).conj();
-    let e = (y0 + ych) * hs;
-    let o = (y0 - ych) * hs;
-    z[mp.zero_slot] = Complex::new(e.re - o.im, e.im + o.re);
+    match adj.as_mut() {
+        None => {
+            let a = src[zs];
+            let y0 = kspec[0] * (a.re + a.im);
+            let ych = (kspec[1] * (a.re - a.im)).conj();
+            let e = (y0 + ych) * hs;
+            let o = (y0 - ych) * hs;
+            dst[zs] = Complex::new(e.re - o.im, e.im + o.re);
+        }
+        Some((z, gk)) => {
+            // Z' = s/2·((1 + i)·K₀X₀ + (1 − i)·conj(K_h X_h)).
+            let (a, g) = (z[zs], src[zs]);
+            let c = Complex::new(hs, -hs);
+            let gy0 = c * g;
+            let gyh = c * g.conj();
+            gk[0] += gy0 * (a.re + a.im);
+            gk[1] += gyh * (a.re - a.im);
+            let g0 = (kspec[0].conj() * gy0).re;
+            let gh = (kspec[1].conj() * gyh).re;
+            dst[zs] = Complex::new(g0 + gh, g0 - gh);
+        }
+    }
     let n = mp.p.len();
     let planes = &super::block_kernel::as_reals(&kspec[2..])[..4 * n];
     let (kpr, rest) = planes.split_at(n);
     let (kpi, rest) = rest.split_at(n);
     let (kqr, kqi) = rest.split_at(n);
+    let mut gkp = adj.map(|(z, gk)| {
+        let gp = &mut super::block_kernel::as_reals_mut(&mut gk[2..])[..4 * n];
+        (z, gp)
+    });
+    let lanes = |v: &[T], j: usize, m: usize| {
+        let mut o = [T::zero(); LANES];
+        o[..m].copy_from_slice(&v[j..j + m]);
+        o
+    };
     let mut j = 0;
     while j < n {
         let m = LANES.min(n - j);
@@ -290,64 +453,145 @@ fn umt_generic<T: ConvFloat>(
         let mut ai = [T::zero(); LANES];
         let mut br = [T::zero(); LANES];
         let mut bi = [T::zero(); LANES];
-        let mut wr = [T::zero(); LANES];
-        let mut wi = [T::zero(); LANES];
-        let mut pr = [T::zero(); LANES];
-        let mut pi = [T::zero(); LANES];
-        let mut qr = [T::zero(); LANES];
-        let mut qi = [T::zero(); LANES];
         for i in 0..m {
-            let a = z[mp.p[j + i] as usize];
-            let b = z[mp.q[j + i] as usize];
+            let a = src[mp.p[j + i] as usize];
+            let b = src[mp.q[j + i] as usize];
             ar[i] = a.re;
             ai[i] = a.im;
             br[i] = b.re;
             bi[i] = b.im;
         }
-        wr[..m].copy_from_slice(&mp.wr[j..j + m]);
-        wi[..m].copy_from_slice(&mp.wi[j..j + m]);
-        pr[..m].copy_from_slice(&kpr[j..j + m]);
-        pi[..m].copy_from_slice(&kpi[j..j + m]);
-        qr[..m].copy_from_slice(&kqr[j..j + m]);
-        qi[..m].copy_from_slice(&kqi[j..j + m]);
-        let mut zpr = [T::zero(); LANES];
-        let mut zpi = [T::zero(); LANES];
-        let mut zqr = [T::zero(); LANES];
-        let mut zqi = [T::zero(); LANES];
-        for i in 0..LANES {
-            // e = (a + b̄)/2, d = (a − b̄)/2, o = −i·d, wo = ω·o.
-            let er = (ar[i] + br[i]) * half;
-            let ei = (ai[i] - bi[i]) * half;
-            let dr = (ar[i] - br[i]) * half;
-            let di = (ai[i] + bi[i]) * half;
-            let (or, oi) = (di, -dr);
-            let wor = wr[i] * or - wi[i] * oi;
-            let woi = wr[i] * oi + wi[i] * or;
-            // X_k = e + wo, X_m = conj(e − wo).
-            let xkr = er + wor;
-            let xki = ei + woi;
-            let xmr = er - wor;
-            let xmi = woi - ei;
-            let ykr = xkr * pr[i] - xki * pi[i];
-            let yki = xkr * pi[i] + xki * pr[i];
-            let ymr = xmr * qr[i] - xmi * qi[i];
-            let ymi = xmr * qi[i] + xmi * qr[i];
-            // e2 = (y_k + ȳ_m)·s/2, o2 = (y_k − ȳ_m)·ω̄·s/2.
-            let e2r = (ykr + ymr) * hs;
-            let e2i = (yki - ymi) * hs;
-            let gr = (ykr - ymr) * hs;
-            let gi = (yki + ymi) * hs;
-            let o2r = gr * wr[i] + gi * wi[i];
-            let o2i = gi * wr[i] - gr * wi[i];
-            zpr[i] = e2r - o2i;
-            zpi[i] = e2i + o2r;
-            zqr[i] = e2r + o2i;
-            zqi[i] = o2r - e2i;
-        }
+        let (wr, wi) = (lanes(&mp.wr, j, m), lanes(&mp.wi, j, m));
+        let (pr, pi) = (lanes(kpr, j, m), lanes(kpi, j, m));
+        let (qr, qi) = (lanes(kqr, j, m), lanes(kqi, j, m));
+        let w = (&wr, &wi);
+        let out = match gkp.as_mut() {
+            None => {
+                let (xkr, xki, xmr, xmi) = untangle_lanes((&ar, &ai), (&br, &bi), w, half);
+                let (ykr, yki) = cmul_lanes((&xkr, &xki), (&pr, &pi), false);
+                let (ymr, ymi) = cmul_lanes((&xmr, &xmi), (&qr, &qi), false);
+                tangle_lanes((&ykr, &yki), (&ymr, &ymi), w, hs)
+            }
+            Some((z, gp)) => {
+                let (gkpr, rest) = gp.split_at_mut(n);
+                let (gkpi, rest) = rest.split_at_mut(n);
+                let (gkqr, gkqi) = rest.split_at_mut(n);
+                let (mut zar, mut zai) = ([T::zero(); LANES], [T::zero(); LANES]);
+                let (mut zbr, mut zbi) = ([T::zero(); LANES], [T::zero(); LANES]);
+                for i in 0..m {
+                    let a = z[mp.p[j + i] as usize];
+                    let b = z[mp.q[j + i] as usize];
+                    zar[i] = a.re;
+                    zai[i] = a.im;
+                    zbr[i] = b.re;
+                    zbi[i] = b.im;
+                }
+                let (xkr, xki, xmr, xmi) = untangle_lanes((&zar, &zai), (&zbr, &zbi), w, half);
+                let (gkr, gki, gmr, gmi) = untangle_lanes((&ar, &ai), (&br, &bi), w, hs);
+                let (dpr, dpi) = cmul_lanes((&xkr, &xki), (&gkr, &gki), true);
+                let (dqr, dqi) = cmul_lanes((&xmr, &xmi), (&gmr, &gmi), true);
+                for i in 0..m {
+                    gkpr[j + i] += dpr[i];
+                    gkpi[j + i] += dpi[i];
+                    gkqr[j + i] += dqr[i];
+                    gkqi[j + i] += dqi[i];
+                }
+                let (ykr, yki) = cmul_lanes((&pr, &pi), (&gkr, &gki), true);
+                let (ymr, ymi) = cmul_lanes((&qr, &qi), (&gmr, &gmi), true);
+                tangle_lanes((&ykr, &yki), (&ymr, &ymi), w, half)
+            }
+        };
+        let (zpr, zpi, zqr, zqi) = out;
         for i in 0..m {
-            z[mp.p[j + i] as usize] = Complex::new(zpr[i], zpi[i]);
-            z[mp.q[j + i] as usize] = Complex::new(zqr[i], zqi[i]);
+            dst[mp.p[j + i] as usize] = Complex::new(zpr[i], zpi[i]);
+            dst[mp.q[j + i] as usize] = Complex::new(zqr[i], zqi[i]);
         }
         j += m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::MonarchFft;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn randc(n: usize, rng: &mut StdRng) -> Vec<Complex<f64>> {
+        (0..n)
+            .map(|_| <Complex<f64> as crate::Scalar>::randn(rng, 1.0))
+            .collect()
+    }
+
+    /// `Re Σ conj(a)·b`, the real inner product the adjoints are taken in.
+    fn dot(a: &[Complex<f64>], b: &[Complex<f64>]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x.conj() * y).re).sum()
+    }
+
+    fn plan(h: usize) -> (MonarchFft<f64>, Vec<Complex<f64>>, MirrorPairs<f64>) {
+        let t = MonarchFft::<f64>::new(h).unwrap();
+        let w = half_twiddles::<f64>(2 * h);
+        let mp = MirrorPairs::new(
+            h,
+            &w,
+            |p| t.freq_at(p),
+            |k| (0..h).find(|&p| t.freq_at(p) == k).unwrap(),
+        );
+        (t, w, mp)
+    }
+
+    /// The fused pass against untangle · product · tangle in slot order, and its adjoint
+    /// against the inner-product identities for the data (`⟨A z, g⟩ = ⟨z, Aᵀg⟩`) and for the
+    /// kernel spectrum (through the slot order, where the forward is linear in `K`).
+    #[test]
+    fn fused_spectral_pass_and_its_adjoint() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for h in [128usize, 512, 2048] {
+            let (t, w, mp) = plan(h);
+            let fa = |p: usize| t.freq_at(p);
+            let po = |k: usize| (0..h).find(|&p| t.freq_at(p) == k).unwrap();
+            let scale = 1.0 / h as f64;
+            let z = randc(h, &mut rng);
+            let kslots = randc(h + 1, &mut rng);
+            let mut klaid = vec![Complex::new(0.0, 0.0); mp.spec_len()];
+            mp.layout(&kslots, &mut klaid);
+            let mut got = vec![Complex::new(0.0, 0.0); h];
+            untangle_mul_tangle(&z, &mut got, &klaid, &mp, scale);
+            let mut x = vec![Complex::new(0.0, 0.0); h + 1];
+            untangle(&z, &mut x, &w, fa, po);
+            x.iter_mut().zip(&kslots).for_each(|(a, &k)| *a *= k);
+            let mut want = vec![Complex::new(0.0, 0.0); h];
+            tangle(&x, &mut want, &w, scale, fa, po);
+            let err: f64 = got.iter().zip(&want).map(|(a, b)| (a - b).norm()).sum();
+            assert!(err < 1e-12 * h as f64, "forward h={h}: {err}");
+
+            let g = randc(h, &mut rng);
+            let mut gz = vec![Complex::new(0.0, 0.0); h];
+            let mut gk = vec![Complex::new(0.0, 0.0); mp.spec_len()];
+            untangle_mul_tangle_adjoint(&g, &mut gz, &z, &klaid, &mut gk, &mp, scale);
+            let lhs = dot(&got, &g);
+            let rhs = dot(&z, &gz);
+            assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "data h={h}");
+            // K ↦ pass(z; K) is linear: ⟨pass(z; ΔK), g⟩ = ⟨ΔK, ∂L/∂K⟩ in slots.
+            let dk = randc(h + 1, &mut rng);
+            let mut dlaid = vec![Complex::new(0.0, 0.0); mp.spec_len()];
+            mp.layout(&dk, &mut dlaid);
+            let mut dy = vec![Complex::new(0.0, 0.0); h];
+            untangle_mul_tangle(&z, &mut dy, &dlaid, &mp, scale);
+            let mut gks = vec![Complex::new(0.0, 0.0); h + 1];
+            mp.unlayout(&gk, &mut gks);
+            let (lhs, rhs) = (dot(&dy, &g), dot(&dk, &gks));
+            assert!(
+                (lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()),
+                "kernel h={h}"
+            );
+            // The pairwise untangle adjoint against the slot-order one.
+            let mut a = vec![Complex::new(0.0, 0.0); h];
+            mp.untangle_adjoint(&gk, &mut a);
+            let mut b = vec![Complex::new(0.0, 0.0); h];
+            untangle_adjoint(&gks, &mut b, &w, fa, po);
+            let err: f64 = a.iter().zip(&b).map(|(p, q)| (p - q).norm()).sum();
+            assert!(err < 1e-12 * h as f64, "untangle adjoint h={h}: {err}");
+        }
     }
 }
