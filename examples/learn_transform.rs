@@ -328,7 +328,7 @@ fn perms(rep: &LearnReport) -> String {
 
 fn line(r: &Row) -> String {
     format!(
-        "{:?} N={} {:?} {:?} seed={}: RMSE {:.2e} (soft {:.2e}), {} steps + {} L-BFGS, \
+        "{:?} N={} {:?} {:?} seed={}: RMSE {:.2e} (soft {:.2e}), {} steps + {} L-BFGS + {} GN, \
          {} candidate(s), {:.1}s; P = {}",
         r.transform,
         r.n,
@@ -339,6 +339,7 @@ fn line(r: &Row) -> String {
         r.rep.soft_rmse,
         r.rep.steps,
         r.rep.lbfgs_iters,
+        r.rep.gn_iters,
         r.rep.attempts.len(),
         r.rep.seconds,
         perms(&r.rep)
@@ -347,13 +348,13 @@ fn line(r: &Row) -> String {
 
 fn markdown(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| transform | N | structure | precision | seed | RMSE | steps | L-BFGS | candidates | seconds | learned permutation |\n\
-         |---|---:|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+        "| transform | N | structure | precision | seed | RMSE | steps | L-BFGS | GN | candidates | seconds | learned permutation |\n\
+         |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {:?} | {} | {:?} | {:?} | {} | {:.2e} | {} | {} | {} | {:.1} | {} |",
+            "| {:?} | {} | {:?} | {:?} | {} | {:.2e} | {} | {} | {} | {} | {:.1} | {} |",
             r.transform,
             r.n,
             r.structure,
@@ -362,6 +363,7 @@ fn markdown(rows: &[Row]) -> String {
             r.rep.rmse,
             r.rep.steps,
             r.rep.lbfgs_iters,
+            r.rep.gn_iters,
             r.rep.attempts.len(),
             r.rep.seconds,
             perms(&r.rep)

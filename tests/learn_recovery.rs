@@ -1,16 +1,20 @@
 //! Recovering fast transforms from random initialisation (Dao et al., ICML 2019): a butterfly
 //! times a learned permutation (BP), trained soft, hardened and polished by
-//! `learn::learn_transform` with its default options, reaches the unitary DFT (N = 8 … 64), the
-//! orthonormal Hadamard transform and the orthonormal DCT-II (N = 16, 32) to RMSE ≤ 1e-6 in
-//! f64, for 5 fixed seeds each. Targets come from their definitions (the DFT checked against
-//! rustfft); the reported RMSE is checked against the model's dense matrix.
+//! `learn::learn_transform` with its default options, reaches the unitary DFT (N = 8 … 64) and
+//! the orthonormal Hadamard transform (N = 16, 32) to RMSE ≤ 1e-6, and the Hartley transform as
+//! the real part of a complex BP (N = 16, 32) to RMSE ≤ 1e-9, in f64 for 5 fixed seeds each
+//! and the DCT-II as the real part of a complex BPP (N = 16; N = 32 is an ignored test). Targets come from their
+//! definitions (the DFT checked against rustfft); the reported RMSE is checked against the
+//! model's dense matrix. The Levenberg–Marquardt polish and the class-wise twiddle restarts
+//! the recipe relies on are checked on their own.
 
 mod common;
 
 use kaleidoscope::learn::{
-    learn_transform, rmse, ButterflyProduct, LearnOptions, LearnReport, LogitSharing, Structure,
+    gauss_newton, learn_transform, rmse, ButterflyProduct, GaussNewtonOptions, LearnOptions,
+    LearnReport, LogitSharing, Structure,
 };
-use kaleidoscope::{Init, Scalar, C64};
+use kaleidoscope::{Differentiable, Init, LinearMap, Scalar, C64};
 use ndarray::Array2;
 use rustfft::FftPlanner;
 
@@ -61,6 +65,14 @@ fn dct2(n: usize) -> Array2<f64> {
         }
         .sqrt();
         s * (std::f64::consts::PI * (k * (2 * j + 1)) as f64 / (2 * n) as f64).cos()
+    })
+}
+
+/// The Hartley transform `cas(2π jk/n)/√n = (cos + sin)(2π jk/n)/√n`.
+fn hartley(n: usize) -> Array2<f64> {
+    Array2::from_shape_fn((n, n), |(k, j)| {
+        let a = 2.0 * std::f64::consts::PI * ((j * k) % n) as f64 / n as f64;
+        (a.cos() + a.sin()) / (n as f64).sqrt()
     })
 }
 
@@ -143,32 +155,170 @@ fn hadamard_recovered_for_fixed_seeds() {
     }
 }
 
-/// Not reached yet. BP cannot represent the DCT-II (no hardened gate setting works, checked
-/// exhaustively at N = 8); BPP can (first permutation: even/odd separation and reversal of the
-/// second half at the top level; second: bit reversal), but (1) even at those permutations the
-/// real-part polish from random twiddles reaches 1e-12 for only about 1 in 3 (N = 16) or 1 in 5
-/// (N = 32) initialisations, the others stalling at RMSE 2e-2–4e-2 with the error confined to
-/// one output class (e.g. all odd rows), and (2) the hardening check
-/// (`learn::butterfly_residual`, real rank ≤ 2) admits many unreachable permutations for a real
-/// part. With the checked hardening and polish restarts, about 1 run in 6 reaches 1e-12.
 #[test]
-#[ignore = "DCT-II recovery from random init not reached yet (see doc comment)"]
-fn dct2_recovered_for_fixed_seeds() {
+fn hartley_recovered_for_fixed_seeds() {
     for n in [16usize, 32] {
-        let real = dct2(n);
-        let gram = real.t().dot(&real);
-        assert!(common::rel_err(gram.view(), Array2::eye(n).view()) < 1e-12);
-        // A complex BP whose real part is the DCT-II (the DCT is the real part of a scaled
-        // DFT of the even/odd-reordered input).
+        let real = hartley(n);
+        let square = real.dot(&real);
+        assert!(common::rel_err(square.view(), Array2::eye(n).view()) < 1e-12);
+        // The Hartley matrix is Re((1 − i) F̄) with F the unitary DFT: a complex BP's real part.
         let target = real.mapv(|v| C64::new(v, 0.0));
         for seed in SEEDS {
-            check(
-                "DCT-II",
-                n,
-                seed,
-                &learn(&target, Structure::Bpp, LogitSharing::PerLevel, seed, true),
+            let rep = learn(&target, Structure::Bp, LogitSharing::Shared, seed, true);
+            check("Hartley", n, seed, &rep);
+            assert!(
+                rep.rmse <= 1e-9,
+                "Hartley n={n} seed={seed}: RMSE {}",
+                rep.rmse
             );
         }
+    }
+}
+
+/// A hardened `B · P` with random twiddles and gates.
+fn random_bp(n: usize, structure: Structure, seed: u64) -> ButterflyProduct<C64> {
+    let mut m = ButterflyProduct::<C64>::new(
+        n,
+        structure,
+        Init::Randn,
+        LogitSharing::PerLevel,
+        &mut common::rng(seed),
+    )
+    .unwrap();
+    m.harden();
+    m
+}
+
+#[test]
+fn output_class_reroll_changes_only_that_class() {
+    let mut rng = common::rng(7);
+    for (n, structure) in [
+        (8usize, Structure::Bp),
+        (16, Structure::Bpp),
+        (32, Structure::Bp),
+    ] {
+        let m = n.trailing_zeros() as usize;
+        for d in 0..=m {
+            for r in [0, (1usize << d) - 1, (1usize << d) / 2] {
+                let mut model = random_bp(n, structure, (n + d + r) as u64);
+                let before = model.to_dense();
+                model
+                    .randomize_output_class(r, d, Init::Randn, &mut rng)
+                    .unwrap();
+                let after = model.to_dense();
+                for k in 0..n {
+                    let same = before.row(k) == after.row(k);
+                    let in_class = k % (1 << d) == r;
+                    assert_eq!(same, !in_class, "n={n} d={d} r={r} row {k}");
+                }
+            }
+        }
+        let mut model = random_bp(n, structure, 1);
+        assert!(model
+            .randomize_output_class(1 << m, m, Init::Randn, &mut rng)
+            .is_err());
+        assert!(model
+            .randomize_output_class(0, m + 1, Init::Randn, &mut rng)
+            .is_err());
+    }
+    let mut bpbp = random_bp(8, Structure::Bpbp, 3);
+    assert!(bpbp
+        .randomize_output_class(0, 1, Init::Randn, &mut rng)
+        .is_err());
+}
+
+/// Gauss–Newton from a perturbation of an exactly reachable target, for the complex matrix and
+/// for its real part: quadratic convergence to the rounding floor, and the reported RMSE is
+/// the model's.
+#[test]
+fn gauss_newton_converges_near_a_solution() {
+    for (n, structure) in [
+        (8usize, Structure::Bp),
+        (16, Structure::Bpp),
+        (32, Structure::Bp),
+    ] {
+        for real_part in [false, true] {
+            let exact = random_bp(n, structure, 11 + n as u64);
+            let mut target = exact.to_dense();
+            if real_part {
+                target.mapv_inplace(|z| C64::new(z.re, 0.0));
+            }
+            let mut model = exact.clone();
+            let noise = common::randn::<C64>(1, model.params().len(), 5);
+            let mask = model.logit_mask();
+            for ((p, e), frozen) in model.params_mut().iter_mut().zip(noise.iter()).zip(mask) {
+                if !frozen {
+                    *p += e * 1e-2;
+                }
+            }
+            let start = rmse(&model, target.view(), real_part).unwrap();
+            let opts = GaussNewtonOptions {
+                real_part,
+                ..GaussNewtonOptions::default()
+            };
+            let rep = gauss_newton(&mut model, target.view(), &opts).unwrap();
+            let direct = rmse(&model, target.view(), real_part).unwrap();
+            assert!((direct - rep.rmse).abs() <= 1e-13 + 1e-6 * direct);
+            assert!(
+                rep.rmse <= 1e-11 && start > 1e-4,
+                "n={n} real_part={real_part}: {start:.1e} -> {:.1e} in {} iterations",
+                rep.rmse,
+                rep.iters
+            );
+            assert!(rep.iters <= 20, "{} iterations", rep.iters);
+            assert_eq!(model.permutations(), exact.permutations());
+        }
+    }
+    let mut soft = ButterflyProduct::<C64>::new(
+        8,
+        Structure::Bp,
+        Init::Randn,
+        LogitSharing::Shared,
+        &mut common::rng(0),
+    )
+    .unwrap();
+    let target = soft.to_dense();
+    let opts = GaussNewtonOptions::default();
+    assert!(gauss_newton(&mut soft, target.view(), &opts).is_err());
+    soft.harden();
+    assert!(gauss_newton(&mut soft, target.slice(ndarray::s![..4, ..]), &opts).is_err());
+}
+
+/// The DCT-II needs BPP (BP cannot represent it with our permutation family, checked
+/// exhaustively at N = 8): e.g. Makhoul's reordering — evens, then odds reversed — followed by
+/// bit reversal, with `D = diag(e^{−iπk/2N})` absorbed in the last level, fitted as the real
+/// part of a complex product. At a reachable permutation the polish succeeds (class-wise
+/// restarts of the twiddles that only the badly fitted outputs `k ≡ r mod 2^d` depend on, then
+/// Levenberg–Marquardt); the hard part is the permutation, whose rounding is screened by the
+/// rank test (`learn::butterfly_residual`) and, for real parts, the complex-structure test.
+/// All 5 seeds reach 1e-12 at N = 16 (1–5 candidates each); at N = 32 see the ignored test.
+#[test]
+fn dct2_recovered_for_fixed_seeds() {
+    dct2_case(16);
+}
+
+/// N = 32 with the default options fails at seed 0 (6 candidates, RMSE 2.4e-2). With 20
+/// restarts (`learn_transform --restarts 20`) seeds 0, 2, 3, 4 reach 1e-12 (17, 3, 12, 1
+/// candidates) and seed 1 stays at 2.4e-2 even with 40: its rounded permutations pass both
+/// necessary tests yet are not reachable (the tests are not sufficient from N = 16).
+#[test]
+#[ignore = "N = 32: seed 1 is not recovered (see doc comment)"]
+fn dct2_recovered_for_fixed_seeds_32() {
+    dct2_case(32);
+}
+
+fn dct2_case(n: usize) {
+    let real = dct2(n);
+    let gram = real.t().dot(&real);
+    assert!(common::rel_err(gram.view(), Array2::eye(n).view()) < 1e-12);
+    let target = real.mapv(|v| C64::new(v, 0.0));
+    for seed in SEEDS {
+        check(
+            "DCT-II",
+            n,
+            seed,
+            &learn(&target, Structure::Bpp, LogitSharing::PerLevel, seed, true),
+        );
     }
 }
 

@@ -6,12 +6,14 @@
 
 mod check;
 mod fit;
+mod gauss_newton;
 mod optim;
 mod permutation;
 mod recipe;
 
 pub use check::butterfly_residual;
 pub use fit::{fit, fit_with_progress, loss_and_grad, FitOptions, FitReport, Method};
+pub use gauss_newton::{gauss_newton, GaussNewtonOptions, GaussNewtonReport};
 pub use optim::{Adam, DecayMask, Lbfgs, LbfgsReport, Optimizer, Schedule, Sgd};
 pub use permutation::{ButterflyProduct, Factor, LearnedPermutation, LogitSharing, Structure};
 pub use recipe::{learn_transform, rmse, Attempt, LearnOptions, LearnReport};

@@ -666,6 +666,73 @@ impl<T: Scalar> ButterflyProduct<T> {
         Ok(())
     }
 
+    /// For a product `B · P_k ⋯ P_1` (see [`rounded_permutation`](Self::rounded_permutation)),
+    /// fresh random twiddles (drawn with `init`) for the rows that only the outputs
+    /// `k ≡ r (mod 2^d)` depend on: in an increasing-stride butterfly, level `l` fixes bit `l`
+    /// of the output index, so a 2×2 block's row at level `l ≥ d − 1` whose output position
+    /// is `≡ r (mod 2^d)` feeds no other output. `d = 0` redraws every twiddle. A restart of
+    /// the polish that keeps the outputs already fitted.
+    pub fn randomize_output_class<R: Rng + ?Sized>(
+        &mut self,
+        r: usize,
+        d: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<()> {
+        let n = self.n;
+        let m = n.trailing_zeros() as usize;
+        if d > m {
+            return Err(Error::InvalidArgument {
+                what: "d",
+                message: format!("expected at most log2 n = {m}, got {d}"),
+            });
+        }
+        if r >= 1 << d {
+            return Err(Error::InvalidArgument {
+                what: "r",
+                message: format!("expected a residue below 2^d = {}, got {r}", 1usize << d),
+            });
+        }
+        let Some(Factor::Butterfly(b)) = self.factors.last() else {
+            return Err(self.not_bp());
+        };
+        if self.rounded_permutation(&self.params).is_none() {
+            return Err(self.not_bp());
+        }
+        let cfg = ButterflyConfig {
+            nblocks: 1,
+            increasing_stride: true,
+            init,
+            bias: false,
+        };
+        let fresh = Butterfly::<T>::new(b.in_features(), b.out_features(), cfg, rng)?;
+        let off = self.offsets[self.factors.len() - 1];
+        let mask = (1usize << d) - 1;
+        for l in d.saturating_sub(1)..m {
+            let s = 1usize << l;
+            for p in 0..n / 2 {
+                let a = (p / s) * 2 * s + p % s;
+                for (row, pos) in [(0usize, a), (1, a + s)] {
+                    if pos & mask == r {
+                        let t = ((l * (n / 2) + p) * 2 + row) * 2;
+                        self.params[off + t..off + t + 2]
+                            .copy_from_slice(&fresh.params()[t..t + 2]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn not_bp(&self) -> Error {
+        Error::InvalidArgument {
+            what: "model",
+            message: "expected a product B · P ⋯ P (one increasing-stride butterfly of one \
+                      block without bias, applied last)"
+                .into(),
+        }
+    }
+
     /// For a product `B · P_k ⋯ P_1` (learned permutations first, then one increasing-stride
     /// butterfly of one block without bias), the composite permutation `P_k ⋯ P_1` (as a
     /// gather) that rounding the logits in `params` selects; `None` for other structures.

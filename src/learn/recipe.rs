@@ -3,8 +3,9 @@
 //! alone (Adam, then L-BFGS) — made robust by restarting from fresh random parameters when the
 //! hardened candidate does not reach the target, and keeping the best candidate.
 
-use super::check::butterfly_residual;
+use super::check::{butterfly_residual, complex_structure_defect};
 use super::fit::{fit_with_progress, FitOptions, Method};
+use super::gauss_newton::{gauss_newton, GaussNewtonOptions};
 use super::optim::Schedule;
 use super::permutation::ButterflyProduct;
 use crate::butterfly::{Init, Permutation};
@@ -57,10 +58,18 @@ pub struct LearnOptions {
     /// `|logit|` of the flipped gates) that passes is polished. 0: plain rounding. Only for
     /// products `B · P ⋯ P` (see [`ButterflyProduct::rounded_permutation`]).
     pub flip_gates: usize,
-    /// When the hardened permutation passes the check but the polish misses, polish again
-    /// from fresh random twiddles ([`ButterflyProduct::randomize_twiddles`]) up to this many
-    /// times (real-part fits have spurious local minima even at the right permutation).
+    /// When the hardened permutation passes the check but the polish misses, polish again up
+    /// to this many times, each time after redrawing the twiddles that only the badly fitted
+    /// outputs depend on ([`ButterflyProduct::randomize_output_class`]; a class redrawn twice
+    /// without success is widened to its parent class, up to all twiddles). Real-part fits
+    /// such as the DCT-II stall in local minima whose error is confined to such a class.
     pub polish_restarts: usize,
+    /// Levenberg–Marquardt iterations ([`gauss_newton`]) after L-BFGS when the target RMSE
+    /// is not reached but the RMSE is within `gn_start_rel_rmse` of the target's scale
+    /// (0: none); only for products `B · P ⋯ P` whose permutation passes the check.
+    pub gn_iters: usize,
+    /// See `gn_iters` (relative to the RMS entry of the target, like `accept_rel_rmse`).
+    pub gn_start_rel_rmse: f64,
 }
 
 impl Default for LearnOptions {
@@ -83,6 +92,8 @@ impl Default for LearnOptions {
             batch_rows: 32,
             flip_gates: 10,
             polish_restarts: 10,
+            gn_iters: 40,
+            gn_start_rel_rmse: 1e-3,
         }
     }
 }
@@ -108,8 +119,10 @@ pub struct Attempt {
     pub residual: Option<f64>,
     /// Gates flipped from plain rounding by the check.
     pub flipped: usize,
-    /// Polishes run (1 + restarts from fresh twiddles).
+    /// Polishes run (1 + restarts from partly fresh twiddles).
     pub polishes: usize,
+    /// Levenberg–Marquardt iterations over all polishes.
+    pub gn_iters: usize,
 }
 
 /// What [`learn_transform`] did.
@@ -125,6 +138,8 @@ pub struct LearnReport {
     pub steps: usize,
     /// L-BFGS iterations over all candidates.
     pub lbfgs_iters: usize,
+    /// Levenberg–Marquardt iterations over all candidates.
+    pub gn_iters: usize,
     /// Wall time in seconds.
     pub seconds: f64,
     /// The hardened permutations of the returned model, in application order.
@@ -206,13 +221,23 @@ pub fn learn_transform<T: Scalar>(
         };
         let passes = residual.is_some_and(|r| r <= CHECK_TOL);
         let tries = if passes { 1 + opts.polish_restarts } else { 1 };
-        let mut r2 = None;
+        let gn = GaussNewtonOptions {
+            max_iters: opts.gn_iters,
+            target_rmse: opts.target_rmse,
+            real_part: opts.real_part,
+            ..GaussNewtonOptions::default()
+        };
+        let mut r2: Option<PolishBest<T>> = None;
         let mut hardened_rmse = f64::NAN;
         let mut polishes = 0;
+        let mut gn_iters = 0;
+        let mut rerolled: Vec<(usize, usize)> = Vec::new();
         let mut rng = StdRng::seed_from_u64(mix(opts.seed ^ 0x7019, attempt as u64));
         for k in 0..tries {
             if k > 0 {
-                model.randomize_twiddles(opts.init, &mut rng)?;
+                let best_params = &r2.as_ref().expect("k > 0").1 .0;
+                model.params_mut().copy_from_slice(best_params);
+                reroll_bad_classes(model, target, opts, &mut rerolled, &mut rng)?;
             }
             let r = fit_with_progress(model, target, &polish, &mut |s, l| progress(offset + s, l))?;
             offset += r.steps;
@@ -221,12 +246,20 @@ pub fn learn_transform<T: Scalar>(
             if k == 0 {
                 hardened_rmse = r.losses.first().copied().unwrap_or(r.rmse);
             }
-            let done = r.rmse <= accept;
+            let (mut rmse_k, mut losses_k) = (r.rmse, r.losses);
+            let near = rmse_k <= opts.gn_start_rel_rmse * scale;
+            if rmse_k > opts.target_rmse && opts.gn_iters > 0 && passes && near {
+                let g = gauss_newton(model, target, &gn)?;
+                gn_iters += g.iters;
+                rmse_k = g.rmse;
+                losses_k.extend(g.losses.into_iter().skip(1));
+            }
+            let done = rmse_k <= accept;
             r2 = Some(match r2 {
-                Some((best_r, best_p)) if best_r <= r.rmse => (best_r, best_p),
+                Some((best_r, best_p)) if best_r <= rmse_k => (best_r, best_p),
                 _ => (
-                    r.rmse,
-                    (model.params().to_vec(), r.steps, r.lbfgs_iters, r.losses),
+                    rmse_k,
+                    (model.params().to_vec(), r.steps, r.lbfgs_iters, losses_k),
                 ),
             });
             if done {
@@ -246,6 +279,7 @@ pub fn learn_transform<T: Scalar>(
             residual,
             flipped,
             polishes,
+            gn_iters,
         });
         let r2 = (rmse2, losses2);
         let better = best
@@ -269,6 +303,7 @@ pub fn learn_transform<T: Scalar>(
         rmse,
         steps: offset,
         lbfgs_iters: lbfgs_total,
+        gn_iters: attempts.iter().map(|a| a.gn_iters).sum(),
         seconds: start.elapsed().as_secs_f64(),
         permutations: model.permutations(),
         losses,
@@ -303,8 +338,29 @@ pub fn rmse<T: Scalar, M: LinearMap<T> + ?Sized>(
     Ok((s / d.len().max(1) as f64).sqrt())
 }
 
+/// The best polish of a candidate: RMSE, then parameters, Adam steps, L-BFGS iterations and
+/// losses.
+type PolishBest<T> = (f64, (Vec<T>, usize, usize, Vec<f64>));
+
 /// Relative [`butterfly_residual`] below which a hardened permutation counts as reachable.
 const CHECK_TOL: f64 = 1e-4;
+
+/// [`butterfly_residual`] of `perm`, and for real parts also failing (1.0) when the
+/// complex-structure test ([`complex_structure_defect`]) rejects it.
+fn check_score<T: Scalar>(
+    target: ArrayView2<T>,
+    perm: &Permutation,
+    real_part: bool,
+) -> Result<f64> {
+    let r = butterfly_residual(target, perm, real_part)?;
+    if real_part && r <= CHECK_TOL && complex_structure_defect(target, perm.as_slice()) > J_TOL {
+        return Ok(1.0);
+    }
+    Ok(r)
+}
+
+/// Relative discriminant above which [`complex_structure_defect`] rejects a permutation.
+const J_TOL: f64 = 1e-6;
 
 /// Harden `model`'s permutations, with the check of [`LearnOptions::flip_gates`] when the
 /// structure allows it; returns the residual of the chosen setting and the gates flipped.
@@ -334,7 +390,7 @@ fn harden_checked<T: Scalar>(
     });
     order.truncate(k);
     // Key: (fails the check, residual when failing, total |logit| flipped, flipped gates).
-    let r0 = butterfly_residual(target, &plain, opts.real_part)?;
+    let r0 = check_score(target, &plain, opts.real_part)?;
     let mut best = (
         r0 > CHECK_TOL,
         if r0 > CHECK_TOL { r0 } else { 0.0 },
@@ -357,7 +413,7 @@ fn harden_checked<T: Scalar>(
             let q = model
                 .rounded_permutation(&trial)
                 .expect("checked structure");
-            let r = butterfly_residual(target, &q, opts.real_part)?;
+            let r = check_score(target, &q, opts.real_part)?;
             let key = (
                 r > CHECK_TOL,
                 if r > CHECK_TOL { r } else { 0.0 },
@@ -387,8 +443,71 @@ fn harden_checked<T: Scalar>(
     let q = model
         .rounded_permutation(model.params())
         .expect("checked structure");
-    let residual = butterfly_residual(target, &q, opts.real_part)?;
+    let residual = check_score(target, &q, opts.real_part)?;
     Ok((Some(residual), bits.count_ones() as usize))
+}
+
+/// Redraw the twiddles of the output classes `k ≡ r (mod 2^d)` that hold the error of
+/// `model` (the coarsest classes whose rows all have an error above a tenth of the largest
+/// row error); a class already redrawn twice is widened to its parent class. `rerolled`
+/// records the classes redrawn so far.
+fn reroll_bad_classes<T: Scalar>(
+    model: &mut ButterflyProduct<T>,
+    target: ArrayView2<T>,
+    opts: &LearnOptions,
+    rerolled: &mut Vec<(usize, usize)>,
+    rng: &mut StdRng,
+) -> Result<()> {
+    let w = model.to_dense();
+    let row_err: Vec<f64> = w
+        .rows()
+        .into_iter()
+        .zip(target.rows())
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b.iter())
+                .map(|(x, y)| {
+                    let mut e = x.to_c64() - y.to_c64();
+                    if opts.real_part {
+                        e.im = 0.0;
+                    }
+                    e.norm_sqr()
+                })
+                .sum::<f64>()
+        })
+        .collect();
+    let tol = 1e-2 * row_err.iter().fold(0.0f64, |a, &v| a.max(v));
+    let mut classes = Vec::new();
+    bad_classes(&row_err, tol, 0, 0, &mut classes);
+    for (mut r, mut d) in classes {
+        while d > 0 && rerolled.iter().filter(|&&c| c == (r, d)).count() >= 2 {
+            d -= 1;
+            r &= (1 << d) - 1;
+        }
+        if d == 0 {
+            model.randomize_twiddles(opts.init, rng)?;
+            rerolled.clear();
+            return Ok(());
+        }
+        model.randomize_output_class(r, d, opts.init, rng)?;
+        rerolled.push((r, d));
+    }
+    Ok(())
+}
+
+/// The coarsest classes `{k ≡ r (mod 2^d)}` inside class `(r, d)` all of whose rows have
+/// `err[k] > tol`, covering every such row.
+fn bad_classes(err: &[f64], tol: f64, r: usize, d: usize, out: &mut Vec<(usize, usize)>) {
+    let bad: Vec<bool> = (r..err.len())
+        .step_by(1 << d)
+        .map(|k| err[k] > tol)
+        .collect();
+    if bad.iter().all(|&b| b) {
+        out.push((r, d));
+    } else if bad.iter().any(|&b| b) {
+        bad_classes(err, tol, r, d + 1, out);
+        bad_classes(err, tol, r + (1 << d), d + 1, out);
+    }
 }
 
 /// A well-mixed seed for candidate `k` of a run seeded with `seed` (SplitMix64's finaliser).
