@@ -60,6 +60,11 @@ struct Args {
     /// Warm-up steps (default: 5% of --steps).
     #[arg(long)]
     warmup: Option<usize>,
+    /// Learning-rate multiplier of the structured (non-dense) linear layers. A Monarch block
+    /// has nblocks× smaller fan-in than the dense layer, so (as in µP) it learns slower at the
+    /// same rate: nblocks (4 for monarch:4) closed most of the gap to dense in BENCHMARKS.md.
+    #[arg(long, default_value_t = 1.0)]
+    structured_lr_scale: f64,
     /// Final learning rate as a fraction of --lr.
     #[arg(long, default_value_t = 0.1)]
     min_lr_factor: f64,
@@ -259,6 +264,7 @@ fn run(mut a: Args) -> BoxResult<()> {
         total_steps: a.steps,
         min_lr_factor: a.min_lr_factor,
         clip: a.clip,
+        structured_lr_scale: a.structured_lr_scale,
     };
     let mut trainer = Gpt2Trainer::new(&model, opts)?;
     trainer.set_step_count(start_step);

@@ -313,6 +313,75 @@ fn short_training_run_learns_a_repeated_text() {
     assert!(sample.iter().all(|&t| t < 256));
 }
 
+/// `structured_lr_scale` multiplies exactly the structured layers' steps: from equal models and
+/// gradients, the first AdamW step (no decay) of a trainer with scale 3 moves the structured
+/// groups 3× as far as one with scale 1 and every other group the same; a non-positive scale
+/// is refused.
+#[test]
+fn structured_lr_scale_scales_only_structured_groups() {
+    let cfg = Gpt2Config {
+        mlp: Structure::Monarch { nblocks: 2 },
+        attn: Structure::LowRank { rank: 2 },
+        ..tiny(Structure::Dense, Structure::Dense)
+    };
+    let m0 = Gpt2::<f64>::new(cfg, &mut rng(31)).unwrap();
+    let b = random_batch(7, 2, 5, 32);
+    let opts = TrainOptions {
+        lr: 1e-2,
+        warmup: 0,
+        total_steps: 10,
+        weight_decay: 0.0,
+        clip: 0.0,
+        ..TrainOptions::default()
+    };
+    let step = |scale: f64| {
+        let mut m = m0.clone();
+        let mut t = Gpt2Trainer::new(
+            &m,
+            TrainOptions {
+                structured_lr_scale: scale,
+                ..opts
+            },
+        )
+        .unwrap();
+        let mut cache = m.cache(2, 5);
+        let mut grads = m.zero_grads();
+        m.forward_backward(&b, &mut cache, &mut grads).unwrap();
+        t.step(&mut m, &mut grads).unwrap();
+        m
+    };
+    let (one, three) = (step(1.0), step(3.0));
+    let structured = m0.structured_groups();
+    assert_eq!(
+        structured.iter().filter(|&&s| s).count(),
+        2 * cfg.layers * 2
+    );
+    for (i, &s) in structured.iter().enumerate() {
+        let (p0, p1, p3) = (m0.groups()[i], one.groups()[i], three.groups()[i]);
+        let want = if s { 3.0 } else { 1.0 };
+        for k in 0..p0.len() {
+            let (d1, d3) = (p1[k] - p0[k], p3[k] - p0[k]);
+            assert!(
+                (d3 - want * d1).abs() <= 1e-12 * d1.abs() + 1e-14 * p0[k].abs(),
+                "group {i} entry {k}: {d1} vs {d3}"
+            );
+        }
+    }
+    for bad in [0.0, -1.0, f64::NAN] {
+        let o = TrainOptions {
+            structured_lr_scale: bad,
+            ..opts
+        };
+        assert!(matches!(
+            Gpt2Trainer::new(&m0, o),
+            Err(Error::InvalidArgument {
+                what: "structured_lr_scale",
+                ..
+            })
+        ));
+    }
+}
+
 /// Training 6 steps, checkpointing weights and optimiser state through safetensors bytes and
 /// training 6 more from the restored copy ends at exactly the parameters of 12 uninterrupted
 /// steps; a weights-only checkpoint reports no optimiser state, and moments of another length

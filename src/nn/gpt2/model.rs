@@ -344,6 +344,24 @@ impl<T: RealScalar> Gpt2<T> {
         m
     }
 
+    /// Per group (in the order of [`groups`](Self::groups)), whether it is a structured
+    /// (non-dense) linear layer.
+    pub fn structured_groups(&self) -> Vec<bool> {
+        let mut v = vec![false, false];
+        for b in &self.blocks {
+            v.extend([
+                false,
+                !b.qkv.structure().is_dense(),
+                !b.proj.structure().is_dense(),
+                false,
+                !b.fc1.structure().is_dense(),
+                !b.fc2.structure().is_dense(),
+            ]);
+        }
+        v.push(false);
+        v
+    }
+
     /// Whether any linear layer is structured.
     pub fn is_structured(&self) -> bool {
         !(self.config.mlp.is_dense() && self.config.attn.is_dense())

@@ -24,6 +24,8 @@ pub struct TrainOptions {
     pub min_lr_factor: f64,
     /// Clip the global gradient norm to this value (`0`: no clipping).
     pub clip: f64,
+    /// Learning-rate multiplier of the structured linear layers' groups.
+    pub structured_lr_scale: f64,
 }
 
 impl Default for TrainOptions {
@@ -36,6 +38,7 @@ impl Default for TrainOptions {
             total_steps: 1000,
             min_lr_factor: 0.1,
             clip: 1.0,
+            structured_lr_scale: 1.0,
         }
     }
 }
@@ -58,6 +61,7 @@ pub struct Gpt2Trainer {
     schedule: Schedule,
     adams: Vec<Adam>,
     lens: Vec<usize>,
+    scales: Vec<f64>,
     step: usize,
 }
 
@@ -68,6 +72,15 @@ impl Gpt2Trainer {
             return Err(Error::InvalidArgument {
                 what: "clip",
                 message: format!("expected a finite value ≥ 0, got {}", opts.clip),
+            });
+        }
+        if !(opts.structured_lr_scale.is_finite() && opts.structured_lr_scale > 0.0) {
+            return Err(Error::InvalidArgument {
+                what: "structured_lr_scale",
+                message: format!(
+                    "expected a finite value > 0, got {}",
+                    opts.structured_lr_scale
+                ),
             });
         }
         if !(0.0..=1.0).contains(&opts.min_lr_factor) {
@@ -81,6 +94,7 @@ impl Gpt2Trainer {
             schedule: Schedule::cosine(opts.warmup, opts.total_steps, opts.min_lr_factor),
             adams: Vec::new(),
             lens: Vec::new(),
+            scales: Vec::new(),
             step: 0,
         };
         me.sync(model)?;
@@ -108,6 +122,17 @@ impl Gpt2Trainer {
         }
         self.adams = adams;
         self.lens = lens;
+        self.scales = model
+            .structured_groups()
+            .into_iter()
+            .map(|s| {
+                if s {
+                    self.opts.structured_lr_scale
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         Ok(())
     }
 
@@ -205,13 +230,14 @@ impl Gpt2Trainer {
             grads.scale(self.opts.clip / grad_norm);
         }
         let lr = self.lr_at(self.step);
-        for ((adam, p), g) in self
+        for (((adam, p), g), &scale) in self
             .adams
             .iter_mut()
             .zip(model.groups_mut())
             .zip(&grads.bufs)
+            .zip(&self.scales)
         {
-            Optimizer::<T>::set_lr(adam, lr);
+            Optimizer::<T>::set_lr(adam, lr * scale);
             adam.step(p, g)?;
         }
         grads.zero();
