@@ -153,22 +153,29 @@ fn permuted_dft_projects_exactly() {
 }
 
 /// Batches large enough for the parallel row-chunk path agree with the dense reference, and its
-/// parameter gradients with the sum of small-batch gradients.
+/// parameter gradients with the sum of small-batch gradients — with a padded output (37 of 40)
+/// and without (40 of 40: the backward reads `dy`'s column blocks in place, strided).
 #[test]
 fn large_batches_take_the_parallel_path_correctly() {
+    for out in [37, 40] {
+        large_batch_case(out);
+    }
+}
+
+fn large_batch_case(out: usize) {
     let shape = MonarchShape::for_layer(24, 40, 4)
         .unwrap()
-        .with_features(22, 37)
+        .with_features(22, out)
         .unwrap();
     let mut m = Monarch::<f64>::random(shape, true, &mut rng(5)).unwrap();
     let np = m.num_params();
-    for (i, v) in m.params_mut()[np - 37..].iter_mut().enumerate() {
+    for (i, v) in m.params_mut()[np - out..].iter_mut().enumerate() {
         *v = 0.01 * i as f64;
     }
     let w = monarch_reference(&m);
     let batch = 1100;
     let x = randn::<f64>(batch, 22, 6);
-    let dy = randn::<f64>(batch, 37, 7);
+    let dy = randn::<f64>(batch, out, 7);
     let mut want = matmul_xwt(x.view(), w.view());
     for mut r in want.rows_mut() {
         for (v, &b) in r.iter_mut().zip(m.bias().unwrap()) {

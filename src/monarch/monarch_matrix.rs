@@ -123,11 +123,16 @@ impl<T: Scalar> Monarch<T> {
             let dst = yp.slice_mut(s![.., j * sh.s..(j + 1) * sh.s]);
             gemm_conj_par(tj, false, w2.t(), false, dst, false, par);
         }
-        let pos = self.out_positions();
         let bias = self.bias();
         for (mut yr, ypr) in y.rows_mut().into_iter().zip(yp.rows()) {
-            for (v, &p) in yr.iter_mut().zip(&pos) {
-                *v = ypr[p];
+            let ypr = ypr.to_slice().expect("fresh array");
+            match yr.as_slice_mut() {
+                Some(yr) => unshuffle_row(ypr, yr, sh.l, sh.s),
+                None => {
+                    for (o, v) in yr.iter_mut().enumerate() {
+                        *v = ypr[(o % sh.l) * sh.s + o / sh.l];
+                    }
+                }
             }
             if let Some(b) = bias {
                 yr.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
@@ -135,23 +140,19 @@ impl<T: Scalar> Monarch<T> {
         }
     }
 
-    /// For each output `o = i·l + j`, its position `j·s + i` in the second factor's
-    /// block-contiguous output.
-    fn out_positions(&self) -> Vec<usize> {
-        let sh = self.shape;
-        (0..sh.out_features)
-            .map(|o| (o % sh.l) * sh.s + o / sh.l)
-            .collect()
-    }
-
     /// Output rows in the second factor's block-contiguous order, zero-padded to `l·s`.
     fn gather_output(&self, y: ArrayView2<T>) -> Array2<T> {
         let sh = self.shape;
-        let pos = self.out_positions();
         let mut yp = Array2::zeros((y.nrows(), sh.padded_out()));
         for (mut ypr, yr) in yp.rows_mut().into_iter().zip(y.rows()) {
-            for (&p, &v) in pos.iter().zip(yr.iter()) {
-                ypr[p] = v;
+            let ypr = ypr.as_slice_mut().expect("fresh array");
+            match yr.to_slice() {
+                Some(yr) => shuffle_row(yr, ypr, sh.l, sh.s),
+                None => {
+                    for (o, &v) in yr.iter().enumerate() {
+                        ypr[(o % sh.l) * sh.s + o / sh.l] = v;
+                    }
+                }
             }
         }
         yp
@@ -193,6 +194,37 @@ impl<T: Scalar> Monarch<T> {
             self.transpose_chunk(yc, xc, conj, &mid, par)
         });
         Ok(x)
+    }
+}
+
+/// Column block `j` of `a`: `width` contiguous columns from `j·width` when `stride` is 1, else
+/// the columns `j, j + stride, j + 2·stride, …`.
+fn col_block<T>(a: ArrayView2<'_, T>, j: usize, width: usize, stride: usize) -> ArrayView2<'_, T> {
+    if stride == 1 {
+        a.slice_move(s![.., j * width..(j + 1) * width])
+    } else {
+        a.slice_move(s![.., j..;stride])
+    }
+}
+
+/// `y[i·l + j] = yp[j·s + i]` for the outputs `o = i·l + j < y.len()`: the second factor's
+/// block-contiguous row back in output order.
+#[inline]
+fn unshuffle_row<T: Copy>(yp: &[T], y: &mut [T], l: usize, s: usize) {
+    for (i, out) in y.chunks_mut(l).enumerate() {
+        for (j, v) in out.iter_mut().enumerate() {
+            *v = yp[j * s + i];
+        }
+    }
+}
+
+/// The inverse of [`unshuffle_row`]: `yp[j·s + i] = y[i·l + j]`.
+#[inline]
+fn shuffle_row<T: Copy>(y: &[T], yp: &mut [T], l: usize, s: usize) {
+    for (i, inp) in y.chunks(l).enumerate() {
+        for (j, &v) in inp.iter().enumerate() {
+            yp[j * s + i] = v;
+        }
     }
 }
 
@@ -249,18 +281,19 @@ where
 }
 
 /// `dW_b += dy_bᵀ · conj(x_b)` for every `(out, inp)` block `b` of the flat buffer `dw`, where
-/// `dy_b` and `x_b` are the `b`-th column blocks of the whole batch: in parallel over blocks
-/// when there are enough of them, otherwise block by block with multi-threaded GEMMs.
-fn block_weight_grads<T: Scalar>(
+/// `dy_b = dy_block(b)` and `x_b` are the `b`-th column blocks of the whole batch: in parallel
+/// over blocks when there are enough of them, otherwise block by block with multi-threaded
+/// GEMMs.
+fn block_weight_grads<'a, T: Scalar>(
     dw: &mut [T],
     out: usize,
     inp: usize,
-    dy: ArrayView2<T>,
+    dy_block: impl Fn(usize) -> ArrayView2<'a, T> + Sync,
     x: ArrayView2<T>,
 ) {
     let grad = |b: usize, g: &mut [T], par: Par| {
         let g = ArrayViewMut2::from_shape((out, inp), g).expect("block layout");
-        let dyb = dy.slice(s![.., b * out..(b + 1) * out]);
+        let dyb = dy_block(b);
         let xb = x.slice(s![.., b * inp..(b + 1) * inp]);
         gemm_conj_par(dyb.t(), false, xb, T::IS_COMPLEX, g, true, par);
     };
@@ -332,22 +365,47 @@ impl<T: Scalar> Differentiable<T> for Monarch<T> {
         for_chunks(xp.view(), tp.view_mut(), |xc, mut tc, par| {
             tc.assign(&self.inner_chunk(xc, &mid, par))
         });
-        let dyp = self.gather_output(dy);
+        // Block j of the second factor's output is the column set {i·l + j} of dy: a strided
+        // view when there is no output padding, a gathered copy otherwise.
+        let dyp = (sh.padded_out() != sh.out_features).then(|| self.gather_output(dy));
+        let (src, stride) = match &dyp {
+            Some(d) => (d.view(), 1),
+            None => (dy, sh.l),
+        };
         let mut dtp = Array2::zeros((rows, sh.inner()));
-        for_chunks(dyp.view(), dtp.view_mut(), |dyc, mut dtc, par| {
+        for_chunks(src, dtp.view_mut(), |dyc, mut dtc, par| {
             for j in 0..sh.l {
                 let w2 = block_gemm::weight(self.w2(), j, sh.s, sh.r);
                 let dst = dtc.slice_mut(s![.., j * sh.r..(j + 1) * sh.r]);
-                let src = dyc.slice(s![.., j * sh.s..(j + 1) * sh.s]);
-                gemm_conj_par(src, false, w2, c, dst, false, par);
+                gemm_conj_par(
+                    col_block(dyc, j, sh.s, stride),
+                    false,
+                    w2,
+                    c,
+                    dst,
+                    false,
+                    par,
+                );
             }
         });
         let (g1, rest) = grads.split_at_mut(n1);
         // dW2_j += dy_jᵀ · conj(t_j) and dW1_a += dt_aᵀ · conj(x_a), each one GEMM over the
         // whole batch.
-        block_weight_grads(&mut rest[..n2], sh.s, sh.r, dyp.view(), tp.view());
+        block_weight_grads(
+            &mut rest[..n2],
+            sh.s,
+            sh.r,
+            |j| col_block(src, j, sh.s, stride),
+            tp.view(),
+        );
         let dt = permute_cols(dtp.view(), &mid, true);
-        block_weight_grads(g1, sh.q, sh.p, dt.view(), xp.view());
+        block_weight_grads(
+            g1,
+            sh.q,
+            sh.p,
+            |a| dt.slice(s![.., a * sh.q..(a + 1) * sh.q]),
+            xp.view(),
+        );
         let mut dx = Array2::zeros((rows, sh.in_features));
         for_chunks(dt.view(), dx.view_mut(), |dtc, mut dxc, par| {
             let mut dxp = Array2::zeros((dtc.nrows(), sh.padded_in()));
