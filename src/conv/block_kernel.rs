@@ -625,20 +625,11 @@ pub(crate) fn apply_level<T: ConvFloat>(
 ) {
     debug_assert_eq!(x.len(), y.len());
     debug_assert!(x.len().is_multiple_of(2 * blk.f * mp));
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has the features the function is compiled for.
-                unsafe { level_avx512(blk, mp, x, y, tw, rows) };
-            } else {
-                // SAFETY: as above.
-                unsafe { level_avx(blk, mp, x, y, tw, rows) };
-            }
-            return;
-        }
-    }
-    level_generic::<T, Unfused>(blk, mp, x, y, tw, rows)
+    simd_dispatch!(
+        avx512: level_avx512(blk, mp, x, y, tw, rows),
+        avx: level_avx(blk, mp, x, y, tw, rows),
+        generic: level_generic::<T, Unfused>(blk, mp, x, y, tw, rows),
+    )
 }
 
 /// The reals of a complex slice (`Complex<T>` is `repr(C)`: `re` then `im`).
@@ -1028,20 +1019,11 @@ pub(crate) fn grad_level<T: ConvFloat>(
     debug_assert_eq!(g.len(), x.len());
     debug_assert!(g.len().is_multiple_of(2 * f * mp));
     debug_assert_eq!(db.len(), 2 * f * f);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has the features the function is compiled for.
-                unsafe { grad_avx512(f, mp, g, x, db, rows) };
-            } else {
-                // SAFETY: as above.
-                unsafe { grad_avx(f, mp, g, x, db, rows) };
-            }
-            return;
-        }
-    }
-    grad_generic::<T, Unfused>(f, mp, g, x, db, rows)
+    simd_dispatch!(
+        avx512: grad_avx512(f, mp, g, x, db, rows),
+        avx: grad_avx(f, mp, g, x, db, rows),
+        generic: grad_generic::<T, Unfused>(f, mp, g, x, db, rows),
+    )
 }
 
 #[cfg(test)]

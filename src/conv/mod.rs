@@ -10,6 +10,26 @@
 //!   DFT blocks and twiddle diagonals (a Monarch/butterfly factorisation), whose blocks can be
 //!   learned.
 
+/// Run the first of `avx512` and `avx` (unsafe calls of functions compiled with those target
+/// features, AVX-512F / AVX + FMA) whose features this CPU has, else `generic`; returns from the
+/// enclosing function.
+macro_rules! simd_dispatch {
+    (avx512: $a:expr, avx: $b:expr, generic: $g:expr $(,)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    return unsafe { $a };
+                }
+                // SAFETY: as above.
+                return unsafe { $b };
+            }
+        }
+        $g
+    }};
+}
+
 mod block_kernel;
 mod flash_butterfly;
 mod long_conv;

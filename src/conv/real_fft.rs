@@ -281,20 +281,11 @@ fn dispatch_pairs<T: ConvFloat>(
     mp: &MirrorPairs<T>,
     scale: T,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { pairs_avx512(src, dst, kspec, adj, mp, scale) };
-            return;
-        }
-        if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            unsafe { pairs_avx(src, dst, kspec, adj, mp, scale) };
-            return;
-        }
-    }
-    pairs_generic(src, dst, kspec, adj, mp, scale)
+    simd_dispatch!(
+        avx512: pairs_avx512(src, dst, kspec, adj, mp, scale),
+        avx: pairs_avx(src, dst, kspec, adj, mp, scale),
+        generic: pairs_generic(src, dst, kspec, adj, mp, scale),
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
