@@ -3,7 +3,8 @@
 //! gradients of the convolution and of learned blocks against central finite differences.
 
 use kaleidoscope::conv::{
-    BlockSet, ConvMode, FlashButterfly, Gates, LongConv, MonarchFft, MAX_LOG2, MIN_LOG2,
+    BlockSet, ConvMode, FlashButterfly, FlashButterflyGrads, Gates, LongConv, MonarchFft, MAX_LOG2,
+    MIN_LOG2,
 };
 use kaleidoscope::{Error, Scalar};
 use ndarray::{Array1, Array3, ArrayView3};
@@ -166,37 +167,87 @@ fn convolution_matches_rustfft_convolution_large() {
     }
 }
 
-/// Loss `Σ r ⊙ y` with gates and (optionally perturbed) blocks; gradients by central
-/// differences for u, k, D, gates and a sample of block entries (real and imaginary parts).
-fn check_grads(mode: ConvMode, noise: f64, seed: u64) {
-    let (b, c, l, kl) = (2, 2, 65, 40);
+/// A gradient-check case: random input, kernel, gates and output weights `r` of the loss
+/// `Σ r ⊙ y`, a layer with skip `d` and blocks perturbed by `noise`, and its backward.
+struct GradCase {
+    fb: FlashButterfly<f64>,
+    u: Array3<f64>,
+    k: Array3<f64>,
+    pre: Array3<f64>,
+    post: Array3<f64>,
+    r: Array3<f64>,
+    grads: FlashButterflyGrads<f64>,
+}
+
+fn grad_case(
+    mode: ConvMode,
+    (b, l, kl): (usize, usize, usize),
+    d: &[f64],
+    noise: f64,
+    seed: u64,
+) -> GradCase {
+    let c = d.len();
     let k = randn3::<f64>((mode.directions(), c, kl), seed);
-    let d = Array1::from_vec(vec![0.4, -1.3]);
     let u = randn3::<f64>((b, c, l), seed + 1);
     let pre = randn3::<f64>((b, c, l), seed + 2);
     let post = randn3::<f64>((b, c, l), seed + 3);
     let r = randn3::<f64>((b, c, l), seed + 4);
-    let mut fb = FlashButterfly::with_params(k.clone(), d.clone(), l, mode).unwrap();
+    let mut fb =
+        FlashButterfly::with_params(k.clone(), Array1::from_vec(d.to_vec()), l, mode).unwrap();
     if noise > 0.0 {
         fb.fft_mut()
             .perturb(noise, &mut StdRng::seed_from_u64(seed + 5));
     }
-    let loss = |fb: &FlashButterfly<f64>,
-                u: &Array3<f64>,
-                k: &Array3<f64>,
-                pre: &Array3<f64>,
-                post: &Array3<f64>| {
-        let g = Gates {
-            pre: Some(pre.view()),
-            post: Some(post.view()),
-        };
-        (&fb.forward_with_kernel(u.view(), k.view(), g).unwrap() * &r).sum()
-    };
     let g = Gates {
         pre: Some(pre.view()),
         post: Some(post.view()),
     };
     let grads = fb.backward(u.view(), g, r.view()).unwrap();
+    GradCase {
+        fb,
+        u,
+        k,
+        pre,
+        post,
+        r,
+        grads,
+    }
+}
+
+/// The loss `Σ r ⊙ y` of `fb` with kernel `k` and gates `pre`, `post`.
+fn gated_loss(
+    fb: &FlashButterfly<f64>,
+    u: &Array3<f64>,
+    k: &Array3<f64>,
+    pre: &Array3<f64>,
+    post: &Array3<f64>,
+    r: &Array3<f64>,
+) -> f64 {
+    let g = Gates {
+        pre: Some(pre.view()),
+        post: Some(post.view()),
+    };
+    (&fb.forward_with_kernel(u.view(), k.view(), g).unwrap() * r).sum()
+}
+
+/// Loss `Σ r ⊙ y` with gates and (optionally perturbed) blocks; gradients by central
+/// differences for u, k, D, gates and a sample of block entries (real and imaginary parts).
+fn check_grads(mode: ConvMode, noise: f64, seed: u64) {
+    let c = 2;
+    let GradCase {
+        fb,
+        u,
+        k,
+        pre,
+        post,
+        r,
+        grads,
+    } = grad_case(mode, (2, 65, 40), &[0.4, -1.3], noise, seed);
+    let loss = |fb: &FlashButterfly<f64>,
+                u: &Array3<f64>,
+                k: &Array3<f64>,
+                pre: &Array3<f64>,
+                post: &Array3<f64>| gated_loss(fb, u, k, pre, post, &r);
     let h = 1e-6;
     let fd3 = |f: &dyn Fn(&Array3<f64>) -> f64, x: &Array3<f64>| {
         let mut out = Array3::zeros(x.dim());
@@ -372,32 +423,20 @@ fn gradients_at_larger_sizes_match_directional_differences() {
         (3000, 1000, ConvMode::Bidirectional, 60),
         (5000, 200, ConvMode::Causal, 70),
     ] {
-        let (b, c) = (2, 2);
-        let k = randn3::<f64>((mode.directions(), c, kl), seed);
-        let d = Array1::from_vec(vec![0.7, -0.2]);
-        let u = randn3::<f64>((b, c, l), seed + 1);
-        let pre = randn3::<f64>((b, c, l), seed + 2);
-        let post = randn3::<f64>((b, c, l), seed + 3);
-        let r = randn3::<f64>((b, c, l), seed + 4);
-        let mut fb = FlashButterfly::with_params(k.clone(), d.clone(), l, mode).unwrap();
-        fb.fft_mut()
-            .perturb(0.05, &mut StdRng::seed_from_u64(seed + 5));
+        let GradCase {
+            fb,
+            u,
+            k,
+            pre,
+            post,
+            r,
+            grads,
+        } = grad_case(mode, (2, l, kl), &[0.7, -0.2], 0.05, seed);
         let loss = |fb: &FlashButterfly<f64>,
                     u: &Array3<f64>,
                     k: &Array3<f64>,
                     pre: &Array3<f64>,
-                    post: &Array3<f64>| {
-            let g = Gates {
-                pre: Some(pre.view()),
-                post: Some(post.view()),
-            };
-            (&fb.forward_with_kernel(u.view(), k.view(), g).unwrap() * &r).sum()
-        };
-        let g = Gates {
-            pre: Some(pre.view()),
-            post: Some(post.view()),
-        };
-        let grads = fb.backward(u.view(), g, r.view()).unwrap();
+                    post: &Array3<f64>| gated_loss(fb, u, k, pre, post, &r);
         let h = 1e-6;
         let check = |what: &str, fd: f64, want: f64| {
             assert!(

@@ -38,18 +38,11 @@ fn random_perm(n: usize, seed: u64) -> Permutation {
 }
 
 fn dft(n: usize) -> Array2<C64> {
-    Array2::from_shape_fn((n, n), |(k, j)| {
-        let a = -2.0 * std::f64::consts::PI * ((j * k) % n) as f64 / n as f64;
-        C64::new(a.cos(), a.sin()) / (n as f64).sqrt()
-    })
+    common::unitary_dft(n)
 }
 
 fn dct2(n: usize) -> Array2<C64> {
-    Array2::from_shape_fn((n, n), |(k, j)| {
-        let s = if k == 0 { 1.0 } else { 2.0 } / n as f64;
-        let a = std::f64::consts::PI * (k * (2 * j + 1)) as f64 / (2 * n) as f64;
-        C64::new(s.sqrt() * a.cos(), 0.0)
-    })
+    common::orthonormal_dct2(n).mapv(|v| C64::new(v, 0.0))
 }
 
 #[test]

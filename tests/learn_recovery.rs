@@ -35,14 +35,6 @@ fn dft(n: usize) -> Array2<C64> {
     out
 }
 
-/// The unitary DFT from its definition (exact angle reduction `jk mod n`).
-fn dft_definition(n: usize) -> Array2<C64> {
-    Array2::from_shape_fn((n, n), |(k, j)| {
-        let a = -2.0 * std::f64::consts::PI * ((j * k) % n) as f64 / n as f64;
-        C64::new(a.cos(), a.sin()) / (n as f64).sqrt()
-    })
-}
-
 /// The orthonormal Sylvester–Hadamard matrix `H[k, j] = (−1)^{popcount(k & j)} / √n`.
 fn hadamard(n: usize) -> Array2<f64> {
     Array2::from_shape_fn((n, n), |(k, j)| {
@@ -52,19 +44,6 @@ fn hadamard(n: usize) -> Array2<f64> {
             -1.0
         };
         s / (n as f64).sqrt()
-    })
-}
-
-/// The orthonormal DCT-II `C[k, j] = s_k cos(πk(2j + 1)/(2n))`, `s_0 = √(1/n)`, else `√(2/n)`.
-fn dct2(n: usize) -> Array2<f64> {
-    Array2::from_shape_fn((n, n), |(k, j)| {
-        let s = if k == 0 {
-            1.0 / n as f64
-        } else {
-            2.0 / n as f64
-        }
-        .sqrt();
-        s * (std::f64::consts::PI * (k * (2 * j + 1)) as f64 / (2 * n) as f64).cos()
     })
 }
 
@@ -126,7 +105,7 @@ fn check(name: &str, n: usize, seed: u64, rep: &LearnReport) {
 fn dft_recovered_for_fixed_seeds() {
     for n in [8usize, 16, 32, 64] {
         let target = dft(n);
-        assert!(common::rel_err(target.view(), dft_definition(n).view()) < 1e-12);
+        assert!(common::rel_err(target.view(), common::unitary_dft(n).view()) < 1e-12);
         for seed in SEEDS {
             check(
                 "DFT",
@@ -308,7 +287,7 @@ fn dct2_recovered_for_fixed_seeds_32() {
 }
 
 fn dct2_case(n: usize) {
-    let real = dct2(n);
+    let real = common::orthonormal_dct2(n);
     let gram = real.t().dot(&real);
     assert!(common::rel_err(gram.view(), Array2::eye(n).view()) < 1e-12);
     let target = real.mapv(|v| C64::new(v, 0.0));

@@ -199,3 +199,20 @@ pub fn check_map<T: Scalar, M: Differentiable<T> + Clone>(
     );
     assert!(rel_err_vec(&g, &fdp) < 1e-6, "dθ {}", rel_err_vec(&g, &fdp));
 }
+
+/// The unitary DFT `F[k, j] = e^{−2πi jk/n} / √n` from its definition (exact angle reduction
+/// `jk mod n`).
+pub fn unitary_dft(n: usize) -> Array2<Complex<f64>> {
+    Array2::from_shape_fn((n, n), |(k, j)| {
+        let a = -2.0 * std::f64::consts::PI * ((j * k) % n) as f64 / n as f64;
+        Complex::new(a.cos(), a.sin()) / (n as f64).sqrt()
+    })
+}
+
+/// The orthonormal DCT-II `C[k, j] = s_k cos(πk(2j + 1)/(2n))`, `s_0 = √(1/n)`, else `√(2/n)`.
+pub fn orthonormal_dct2(n: usize) -> Array2<f64> {
+    Array2::from_shape_fn((n, n), |(k, j)| {
+        let s = if k == 0 { 1.0 } else { 2.0 } / n as f64;
+        s.sqrt() * (std::f64::consts::PI * (k * (2 * j + 1)) as f64 / (2 * n) as f64).cos()
+    })
+}
