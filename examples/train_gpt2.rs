@@ -282,7 +282,9 @@ fn run(mut a: Args) -> BoxResult<()> {
             println!("checkpoint has no optimiser state: AdamW's moments restart from zero");
         }
         if let Some(b) = store.metadata("train.best_val") {
-            best_val = b.parse().unwrap_or(f64::INFINITY);
+            best_val = b
+                .parse()
+                .map_err(|_| format!("checkpoint: bad train.best_val metadata `{b}`"))?;
         }
     }
 
