@@ -108,6 +108,10 @@ struct Args {
     /// Rows of the identity sampled per soft step (0: all; default min(n, 256)).
     #[arg(long)]
     soft_rows: Option<usize>,
+    /// Wall-time budget per run in seconds: no new candidate or polish starts after it and the
+    /// best candidate so far is reported (marked "time limit").
+    #[arg(long)]
+    time_limit: Option<f64>,
 }
 
 struct Row {
@@ -189,6 +193,7 @@ fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn st
         restarts: args.restarts,
         seed: args.seed,
         real_part,
+        time_limit: args.time_limit,
         target_rmse: match args.precision {
             Precision::F32 => 1e-7,
             Precision::F64 => 1e-12,
@@ -329,7 +334,7 @@ fn perms(rep: &LearnReport) -> String {
 fn line(r: &Row) -> String {
     format!(
         "{:?} N={} {:?} {:?} seed={}: RMSE {:.2e} (soft {:.2e}), {} steps + {} L-BFGS + {} GN, \
-         {} candidate(s), {:.1}s; P = {}",
+         {} candidate(s), {:.1}s{}; P = {}",
         r.transform,
         r.n,
         r.structure,
@@ -342,8 +347,17 @@ fn line(r: &Row) -> String {
         r.rep.gn_iters,
         r.rep.attempts.len(),
         r.rep.seconds,
+        limit_mark(&r.rep),
         perms(&r.rep)
     )
+}
+
+fn limit_mark(rep: &LearnReport) -> &'static str {
+    if rep.timed_out {
+        " (time limit)"
+    } else {
+        ""
+    }
 }
 
 fn markdown(rows: &[Row]) -> String {
@@ -354,7 +368,7 @@ fn markdown(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {:?} | {} | {:?} | {:?} | {} | {:.2e} | {} | {} | {} | {} | {:.1} | {} |",
+            "| {:?} | {} | {:?} | {:?} | {} | {:.2e} | {} | {} | {} | {} | {:.1}{} | {} |",
             r.transform,
             r.n,
             r.structure,
@@ -366,6 +380,7 @@ fn markdown(rows: &[Row]) -> String {
             r.rep.gn_iters,
             r.rep.attempts.len(),
             r.rep.seconds,
+            limit_mark(&r.rep),
             perms(&r.rep)
         );
     }

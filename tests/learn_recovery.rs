@@ -317,3 +317,42 @@ fn dft_recovered_large() {
         }
     }
 }
+
+/// A time budget stops the restarts after the first candidate (a Gaussian target is never
+/// accepted, so without the budget all three candidates run) and is reported; a negative
+/// budget is an error.
+#[test]
+fn time_limit_stops_restarts() {
+    let n = 8;
+    let mut rng = common::rng(7);
+    let target = Array2::from_shape_fn((n, n), |_| C64::randn(&mut rng, 1.0));
+    let run = |time_limit: Option<f64>| {
+        let mut model = ButterflyProduct::<C64>::new(
+            n,
+            Structure::Bp,
+            Init::Randn,
+            LogitSharing::Shared,
+            &mut common::rng(3),
+        )
+        .unwrap();
+        let opts = LearnOptions {
+            soft_steps: 20,
+            polish_steps: 5,
+            lbfgs_iters: 5,
+            polish_restarts: 0,
+            restarts: 3,
+            time_limit,
+            ..LearnOptions::default()
+        };
+        learn_transform(&mut model, target.view(), &opts, &mut |_, _| {})
+    };
+    let free = run(None).unwrap();
+    assert_eq!(free.attempts.len(), 3);
+    assert!(!free.timed_out);
+    let cut = run(Some(0.0)).unwrap();
+    assert_eq!(cut.attempts.len(), 1);
+    assert!(cut.timed_out);
+    assert_eq!(cut.attempts[0].rmse, free.attempts[0].rmse);
+    assert!(run(Some(-1.0)).is_err());
+    assert!(run(Some(f64::NAN)).is_err());
+}

@@ -70,6 +70,9 @@ pub struct LearnOptions {
     pub gn_iters: usize,
     /// See `gn_iters` (relative to the RMS entry of the target, like `accept_rel_rmse`).
     pub gn_start_rel_rmse: f64,
+    /// Wall-time budget in seconds: no new candidate or polish restart starts after it (the
+    /// one under way finishes), and the best so far is returned. `None`: no limit.
+    pub time_limit: Option<f64>,
 }
 
 impl Default for LearnOptions {
@@ -94,6 +97,7 @@ impl Default for LearnOptions {
             polish_restarts: 10,
             gn_iters: 40,
             gn_start_rel_rmse: 1e-3,
+            time_limit: None,
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct LearnReport {
     pub attempts: Vec<Attempt>,
     /// Index in `attempts` of the returned model.
     pub chosen: usize,
+    /// Whether [`LearnOptions::time_limit`] cut the run short.
+    pub timed_out: bool,
 }
 
 /// Learn `target` (shape `(n, n)`) with `model`: for up to `restarts` candidates (the first
@@ -169,6 +175,19 @@ pub fn learn_transform<T: Scalar>(
     if opts.restarts == 0 {
         return Err(Error::Zero { what: "restarts" });
     }
+    if let Some(t) = opts.time_limit {
+        if t.is_nan() || t < 0.0 {
+            return Err(Error::InvalidArgument {
+                what: "time_limit",
+                message: format!("expected a non-negative number of seconds, got {t}"),
+            });
+        }
+    }
+    let out_of_time = || {
+        opts.time_limit
+            .is_some_and(|t| start.elapsed().as_secs_f64() > t)
+    };
+    let mut timed_out = false;
     let scale = (target.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / (n * n) as f64).sqrt();
     let accept = opts.accept_rel_rmse * scale;
     let adam = Method::Adam {
@@ -180,6 +199,10 @@ pub fn learn_transform<T: Scalar>(
     let mut offset = 0;
     let mut lbfgs_total = 0;
     for attempt in 0..opts.restarts {
+        if attempt > 0 && out_of_time() {
+            timed_out = true;
+            break;
+        }
         let t0 = Instant::now();
         if attempt > 0 {
             let mut rng = StdRng::seed_from_u64(mix(opts.seed, attempt as u64));
@@ -234,6 +257,10 @@ pub fn learn_transform<T: Scalar>(
         let mut rerolled: Vec<(usize, usize)> = Vec::new();
         let mut rng = StdRng::seed_from_u64(mix(opts.seed ^ 0x7019, attempt as u64));
         for k in 0..tries {
+            if k > 0 && out_of_time() {
+                timed_out = true;
+                break;
+            }
             if k > 0 {
                 let best_params = &r2.as_ref().expect("k > 0").1 .0;
                 model.params_mut().copy_from_slice(best_params);
@@ -309,6 +336,7 @@ pub fn learn_transform<T: Scalar>(
         losses,
         attempts,
         chosen,
+        timed_out,
     })
 }
 
