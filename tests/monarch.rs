@@ -201,3 +201,42 @@ fn large_batch_case(out: usize) {
     }
     assert!(rel_err_vec(&g, &g_small) < 1e-12);
 }
+
+/// The row chunks of the products and the row ranges of the weight gradient do not depend on
+/// the thread count, so the outputs and gradients are bit-identical on 1, 3 and 7 threads
+/// (uneven chunks of a 1100-row batch; 4 blocks, so the gradient sums partial row ranges).
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let shape = MonarchShape::for_layer(64, 96, 4).unwrap();
+    let m = Monarch::<f32>::random(shape, true, &mut rng(8)).unwrap();
+    let x = randn::<f32>(1100, 64, 9);
+    let dy = randn::<f32>(1100, 96, 10);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let y = m.apply(x.view()).unwrap();
+            let mut g = vec![0.0f32; m.num_params()];
+            let dx = m.backward(x.view(), dy.view(), &mut g).unwrap();
+            (y, dx, g)
+        })
+    };
+    let (y1, dx1, g1) = run(1);
+    let w = monarch_reference(&m).mapv(f64::from);
+    let want = matmul_xwt(x.mapv(f64::from).view(), w.view());
+    let mut got = y1.mapv(f64::from);
+    for mut r in got.rows_mut() {
+        for (v, &b) in r.iter_mut().zip(m.bias().unwrap()) {
+            *v -= f64::from(b);
+        }
+    }
+    assert!(rel_err(got.view(), want.view()) < 1e-5);
+    for threads in [3, 7] {
+        let (y, dx, g) = run(threads);
+        assert_eq!(y, y1, "{threads} threads: outputs");
+        assert_eq!(dx, dx1, "{threads} threads: input gradient");
+        assert_eq!(g, g1, "{threads} threads: parameter gradients");
+    }
+}

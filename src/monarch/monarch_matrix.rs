@@ -250,9 +250,18 @@ fn permute_cols<T: Scalar>(src: ArrayView2<T>, pos: &[usize], inverse: bool) -> 
     dst
 }
 
-/// Rows per job: large enough for efficient GEMMs, small enough to keep a job's buffers in
-/// cache and to spread a batch over the threads.
-const CHUNK: usize = 256;
+/// Most rows per job: a job's buffers stay in cache.
+const MAX_CHUNK: usize = 256;
+/// Fewest rows per job: below this the block GEMMs are too small to be efficient.
+const MIN_CHUNK: usize = 32;
+
+/// Rows per job for a batch of `rows`: as even a split over the threads as `MAX_CHUNK` allows
+/// (a multiple of the thread count of jobs), never below `MIN_CHUNK`.
+fn chunk_rows(rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let jobs = threads * rows.div_ceil(threads * MAX_CHUNK).max(1);
+    rows.div_ceil(jobs).max(MIN_CHUNK)
+}
 
 fn pad_cols<T: Scalar>(x: ArrayView2<'_, T>, width: usize) -> CowArray<'_, T, Ix2> {
     if x.ncols() == width {
@@ -263,27 +272,33 @@ fn pad_cols<T: Scalar>(x: ArrayView2<'_, T>, width: usize) -> CowArray<'_, T, Ix
     xp.into()
 }
 
-/// Run `f` on matching row chunks of `a` and `b`: in parallel (single-threaded GEMMs) when
-/// there are enough chunks, otherwise one chunk at a time with multi-threaded GEMMs.
+/// Run `f` on matching row chunks of `a` and `b` ([`chunk_rows`]) in parallel, each with
+/// single-threaded GEMMs; a batch of one chunk runs with multi-threaded GEMMs.
 fn for_chunks<T: Scalar, F>(a: ArrayView2<T>, mut b: ArrayViewMut2<T>, f: F)
 where
     F: Fn(ArrayView2<T>, ArrayViewMut2<T>, Par) + Sync,
 {
-    let nchunks = a.nrows().div_ceil(CHUNK);
-    if nchunks >= 2 * rayon::current_num_threads() {
-        a.axis_chunks_iter(Axis(0), CHUNK)
+    let chunk = chunk_rows(a.nrows());
+    if a.nrows() > chunk {
+        a.axis_chunks_iter(Axis(0), chunk)
             .into_par_iter()
-            .zip(b.axis_chunks_iter_mut(Axis(0), CHUNK))
+            .zip(b.axis_chunks_iter_mut(Axis(0), chunk))
             .for_each(|(ac, bc)| f(ac, bc, Par::Seq));
     } else if a.nrows() > 0 {
         f(a, b.view_mut(), faer::get_global_parallelism());
     }
 }
 
+/// Jobs of the weight gradient: blocks × row ranges (independent of the thread count, so the
+/// sums — and training runs — are the same on any number of threads).
+const GRAD_JOBS: usize = 16;
+/// Fewest rows of a row range of the weight gradient.
+const GRAD_ROWS: usize = 256;
+
 /// `dW_b += dy_bᵀ · conj(x_b)` for every `(out, inp)` block `b` of the flat buffer `dw`, where
-/// `dy_b = dy_block(b)` and `x_b` are the `b`-th column blocks of the whole batch: in parallel
-/// over blocks when there are enough of them, otherwise block by block with multi-threaded
-/// GEMMs.
+/// `dy_b = dy_block(b)` and `x_b` are the `b`-th column blocks of the whole batch. The jobs are
+/// the blocks, each split over row ranges (partial sums added in order afterwards) when there
+/// are fewer than `GRAD_JOBS` blocks; every GEMM is single-threaded.
 fn block_weight_grads<'a, T: Scalar>(
     dw: &mut [T],
     out: usize,
@@ -291,23 +306,46 @@ fn block_weight_grads<'a, T: Scalar>(
     dy_block: impl Fn(usize) -> ArrayView2<'a, T> + Sync,
     x: ArrayView2<T>,
 ) {
-    let grad = |b: usize, g: &mut [T], par: Par| {
-        let g = ArrayViewMut2::from_shape((out, inp), g).expect("block layout");
-        let dyb = dy_block(b);
-        let xb = x.slice(s![.., b * inp..(b + 1) * inp]);
-        gemm_conj_par(dyb.t(), false, xb, T::IS_COMPLEX, g, true, par);
-    };
-    let nblocks = dw.len() / (out * inp).max(1);
-    if nblocks >= 2 * rayon::current_num_threads() {
-        dw.par_chunks_mut(out * inp)
-            .enumerate()
-            .for_each(|(b, g)| grad(b, g, Par::Seq));
-    } else {
-        let par = faer::get_global_parallelism();
-        dw.chunks_mut(out * inp)
-            .enumerate()
-            .for_each(|(b, g)| grad(b, g, par));
+    let size = out * inp;
+    if size == 0 {
+        return;
     }
+    let nblocks = dw.len() / size;
+    let rows = x.nrows();
+    let grad = |b: usize, lo: usize, hi: usize, g: &mut [T]| {
+        let g = ArrayViewMut2::from_shape((out, inp), g).expect("block layout");
+        let dyb = dy_block(b).slice_move(s![lo..hi, ..]);
+        let xb = x.slice(s![lo..hi, b * inp..(b + 1) * inp]);
+        gemm_conj_par(dyb.t(), false, xb, T::IS_COMPLEX, g, true, Par::Seq);
+    };
+    let splits = if nblocks >= GRAD_JOBS {
+        1
+    } else {
+        (GRAD_JOBS / nblocks.max(1)).min(rows / GRAD_ROWS).max(1)
+    };
+    if splits == 1 {
+        dw.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(b, g)| grad(b, 0, rows, g));
+        return;
+    }
+    let span = rows.div_ceil(splits);
+    let partials: Vec<Vec<T>> = (0..nblocks * splits)
+        .into_par_iter()
+        .map(|i| {
+            let (b, c) = (i / splits, i % splits);
+            let mut g = vec![T::zero(); size];
+            grad(b, (c * span).min(rows), ((c + 1) * span).min(rows), &mut g);
+            g
+        })
+        .collect();
+    dw.par_chunks_mut(size)
+        .zip(partials.par_chunks(splits))
+        .for_each(|(g, parts)| {
+            for part in parts {
+                g.iter_mut().zip(part).for_each(|(a, &v)| *a += v);
+            }
+        });
 }
 
 impl<T: Scalar> LinearMap<T> for Monarch<T> {
