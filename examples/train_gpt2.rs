@@ -62,7 +62,8 @@ struct Args {
     warmup: Option<usize>,
     /// Learning-rate multiplier of the structured (non-dense) linear layers. A Monarch block
     /// has nblocks× smaller fan-in than the dense layer, so (as in µP) it learns slower at the
-    /// same rate: nblocks (4 for monarch:4) closed most of the gap to dense in BENCHMARKS.md.
+    /// same rate: nblocks (4 for monarch:4) closed most of the gap to dense in 1500-step runs,
+    /// not in 3000-step runs (BENCHMARKS.md).
     #[arg(long, default_value_t = 1.0)]
     structured_lr_scale: f64,
     /// Final learning rate as a fraction of --lr.
