@@ -13,7 +13,8 @@
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kaleidoscope::learn::{
-    learn_transform, ButterflyProduct, Factor, LearnOptions, LearnReport, LogitSharing, Structure,
+    learn_by_growing, learn_transform, ButterflyProduct, Factor, LearnOptions, LearnReport,
+    LogitSharing, Structure,
 };
 use kaleidoscope::{Init, LinearMap, Permutation, Scalar, C32, C64};
 use ndarray::Array2;
@@ -112,6 +113,11 @@ struct Args {
     /// best candidate so far is reported (marked "time limit").
     #[arg(long)]
     time_limit: Option<f64>,
+    /// Learn the transform at this size first and double it level by level up to --n
+    /// (`learn::learn_by_growing`; BP/BPP structures): what recovers the DCT-II/DST-II beyond
+    /// N = 16, where the soft search fails.
+    #[arg(long)]
+    grow_from: Option<usize>,
 }
 
 struct Row {
@@ -206,15 +212,71 @@ fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn st
             .expect("template"),
     );
     bar.set_prefix(format!("{t:?} N={n}"));
-    let rep = learn_transform(&mut model, target.view(), &opts, &mut |step, rmse| {
+    let mut on_step = |step: usize, rmse: f64| {
         if step as u64 >= bar.length().unwrap_or(0) {
             bar.inc_length(per);
         }
         bar.set_position(step as u64 + 1);
-        if step % 10 == 0 {
+        if step.is_multiple_of(10) {
             bar.set_message(format!("RMSE {rmse:.2e}"));
         }
-    })?;
+    };
+    let rep = match args.grow_from {
+        Some(n0) if n0 < n => {
+            let family = |m: usize| -> Result<Array2<T>, kaleidoscope::Error> {
+                let t64 = self::target(t, m, args.seed).map_err(|e| {
+                    kaleidoscope::Error::InvalidArgument {
+                        what: "transform",
+                        message: e.to_string(),
+                    }
+                })?;
+                Ok(t64.mapv(|z| T::from_parts(z.re, z.im)))
+            };
+            let t0 = std::time::Instant::now();
+            let (grown, steps) = learn_by_growing(n0, n, s, &family, &opts, 4, &mut on_step)?;
+            for st in &steps {
+                bar.suspend(|| {
+                    println!(
+                        "  N={}: RMSE {:.2e}, {} candidate(s) polished, {:.1}s{}",
+                        st.n,
+                        st.rmse,
+                        st.polished,
+                        st.seconds,
+                        st.inserted
+                            .map(|i| format!(
+                                ", inserted level {} of permutation {} with gates {:?}",
+                                i.level, i.factor, i.gates
+                            ))
+                            .unwrap_or_default()
+                    )
+                });
+            }
+            if grown.n() != n {
+                return Err(format!(
+                    "growing from N = {n0} stopped at N = {} (see the lines above)",
+                    grown.n()
+                )
+                .into());
+            }
+            model = grown;
+            let last = steps
+                .last()
+                .and_then(|st| st.report.clone())
+                .ok_or("no report")?;
+            LearnReport {
+                seconds: t0.elapsed().as_secs_f64(),
+                steps: steps
+                    .iter()
+                    .filter_map(|st| st.report.as_ref())
+                    .map(|r| r.steps)
+                    .sum(),
+                permutations: model.permutations(),
+                soft_rmse: f64::NAN,
+                ..last
+            }
+        }
+        _ => learn_transform(&mut model, target.view(), &opts, &mut on_step)?,
+    };
     bar.finish_and_clear();
     if args.plot {
         let name = format!("{t:?}_{n}").to_lowercase();
@@ -333,7 +395,7 @@ fn perms(rep: &LearnReport) -> String {
 
 fn line(r: &Row) -> String {
     format!(
-        "{:?} N={} {:?} {:?} seed={}: RMSE {:.2e} (soft {:.2e}), {} steps + {} L-BFGS + {} GN, \
+        "{:?} N={} {:?} {:?} seed={}: RMSE {:.2e} (soft phase {:.2e}), {} steps + {} L-BFGS + {} GN, \
          {} candidate(s), {:.1}s{}; P = {}",
         r.transform,
         r.n,

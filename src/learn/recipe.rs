@@ -371,11 +371,11 @@ pub fn rmse<T: Scalar, M: LinearMap<T> + ?Sized>(
 type PolishBest<T> = (f64, (Vec<T>, usize, usize, Vec<f64>));
 
 /// Relative [`butterfly_residual`] below which a hardened permutation counts as reachable.
-const CHECK_TOL: f64 = 1e-4;
+pub(super) const CHECK_TOL: f64 = 1e-4;
 
 /// [`butterfly_residual`] of `perm`, and for real parts also failing (1.0) when the
 /// complex-structure test ([`complex_structure_defect`]) rejects it.
-fn check_score<T: Scalar>(
+pub(super) fn check_score<T: Scalar>(
     target: ArrayView2<T>,
     perm: &Permutation,
     real_part: bool,
@@ -539,7 +539,7 @@ fn bad_classes(err: &[f64], tol: f64, r: usize, d: usize, out: &mut Vec<(usize, 
 }
 
 /// A well-mixed seed for candidate `k` of a run seeded with `seed` (SplitMix64's finaliser).
-fn mix(seed: u64, k: u64) -> u64 {
+pub(super) fn mix(seed: u64, k: u64) -> u64 {
     let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

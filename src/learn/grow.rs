@@ -1,0 +1,358 @@
+//! Growing a learned product to twice its size. A learned permutation of size `2n` has one
+//! level more than one of size `n` (Dao et al., ICML 2019, §3.2): the fast algorithms of the
+//! DFT, DCT, DST, … at `2n` are those at `n` with one more level of even/odd separations or
+//! reversals (bit reversal gains a separation; Makhoul's reordering keeps its top level). So a
+//! permutation recovered at `n` is extended by inserting one level, in every position and
+//! every gate setting, into one of its permutations; the candidates that pass the exact
+//! reachability check are polished from random twiddles until one reaches the target. This
+//! replaces the soft phase, whose search is what fails for real-part targets such as the
+//! DCT-II from N = 32 on.
+
+use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
+use super::recipe::{check_score, learn_transform, mix, LearnOptions, LearnReport, CHECK_TOL};
+use crate::error::{check_shape, Error, Result};
+use crate::linear_map::Differentiable;
+use crate::scalar::Scalar;
+use ndarray::ArrayView2;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::time::Instant;
+
+/// The level [`grow`] inserted: into learned permutation `factor` (in application order) at
+/// level index `level` (0: the level on the whole vector), with gates `[separate, reverse
+/// first half, reverse second half]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insertion {
+    /// Index among the learned permutations.
+    pub factor: usize,
+    /// Level index after insertion.
+    pub level: usize,
+    /// The inserted level's gates.
+    pub gates: [bool; 3],
+}
+
+/// What [`grow`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrowReport {
+    /// Permutation settings of size `2n` that extend the hardened ones by one level.
+    pub candidates: usize,
+    /// Of those, how many pass the reachability check.
+    pub passing: usize,
+    /// Passing candidates polished (in order of their check residual) until one was accepted.
+    pub polished: usize,
+    /// The level inserted in the returned model.
+    pub inserted: Insertion,
+    /// The polish of the returned model (its `attempts` has one entry).
+    pub report: LearnReport,
+    /// Wall time in seconds, checks included.
+    pub seconds: f64,
+}
+
+/// Hard gates `[separate, reverse first half, reverse second half]` per level, per learned
+/// permutation.
+type Gates = Vec<Vec<[bool; 3]>>;
+
+/// Logit magnitude of a hard gate in a grown model.
+const HARD_LOGIT: f64 = 6.0;
+
+/// Grow `small` — a hardened `B · P ⋯ P` product (BP or BPP, per-level logits) that fits the
+/// size-`n` member of a family of transforms — to a model of size `2n` for `target` (the
+/// family's size-`2n` member): every extension of its permutations by one level ([`module
+/// docs`](self)) is scored by the exact check (rank test, and for `opts.real_part` the
+/// complex-structure test), and the passing ones are polished (Adam, L-BFGS,
+/// Levenberg–Marquardt and class-wise restarts, as in [`learn_transform`] after hardening)
+/// from random twiddles — first those like `hint` (the insertion of the previous doubling: the
+/// same permutation and gates, nearest level first), then by check residual — until one
+/// reaches `opts.accept_rel_rmse` of the target's scale (or `opts.time_limit` runs out). Returns the best polished model; `None`
+/// when no candidate passes the check.
+pub fn grow<T: Scalar>(
+    small: &ButterflyProduct<T>,
+    target: ArrayView2<T>,
+    opts: &LearnOptions,
+    hint: Option<Insertion>,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<Option<(ButterflyProduct<T>, GrowReport)>> {
+    let start = Instant::now();
+    let n = 2 * small.n();
+    check_shape("target", target.dim(), (n, n))?;
+    if !small.is_hard() {
+        return Err(Error::InvalidArgument {
+            what: "small",
+            message: "expected a hardened product (learn it first)".into(),
+        });
+    }
+    let factors = small.factors();
+    let mut sharing = None;
+    let mut gates: Gates = Vec::new();
+    let ranges = small.logit_ranges();
+    for (f, r) in factors
+        .iter()
+        .filter_map(|f| match f {
+            Factor::Permutation(p) => Some(p),
+            Factor::Butterfly(_) => None,
+        })
+        .zip(&ranges)
+    {
+        sharing.get_or_insert(f.sharing());
+        gates.push(
+            small.params()[r.clone()]
+                .chunks(3)
+                .map(|c| std::array::from_fn(|k| c[k].to_c64().re > 0.0))
+                .collect(),
+        );
+    }
+    let structure = match gates.len() {
+        1 => Structure::Bp,
+        2 => Structure::Bpp,
+        _ => Structure::Bpbp,
+    };
+    let unsupported = || Error::InvalidArgument {
+        what: "small",
+        message: "expected a BP or BPP product with per-level logits".into(),
+    };
+    if sharing != Some(LogitSharing::PerLevel)
+        || small.rounded_permutation(small.params()).is_none()
+    {
+        return Err(unsupported());
+    }
+    let mut rng = StdRng::seed_from_u64(mix(opts.seed, 0x6120));
+    let mut big =
+        ButterflyProduct::<T>::new(n, structure, opts.init, LogitSharing::PerLevel, &mut rng)?;
+    let big_ranges = big.logit_ranges();
+    let set_gates = |params: &mut [T], g: &Gates| {
+        for (r, levels) in big_ranges.iter().zip(g) {
+            for (i, level) in levels.iter().enumerate() {
+                for (k, &on) in level.iter().enumerate() {
+                    params[r.start + 3 * i + k] =
+                        T::from_f64(if on { HARD_LOGIT } else { -HARD_LOGIT });
+                }
+            }
+        }
+    };
+    // Every extension, scored; distinct composite permutations only.
+    let mut scored: Vec<(f64, Insertion, Gates)> = Vec::new();
+    let mut seen = Vec::new();
+    let mut candidates = 0;
+    let mut params = big.params().to_vec();
+    for f in 0..gates.len() {
+        for pos in 0..=gates[f].len() {
+            for bits in 0..8u8 {
+                let mut g = gates.clone();
+                let ins = Insertion {
+                    factor: f,
+                    level: pos,
+                    gates: std::array::from_fn(|k| bits >> k & 1 == 1),
+                };
+                g[f].insert(pos, ins.gates);
+                set_gates(&mut params, &g);
+                let q = big.rounded_permutation(&params).ok_or_else(unsupported)?;
+                candidates += 1;
+                if seen.contains(&q) {
+                    continue;
+                }
+                let r = check_score(target, &q, opts.real_part)?;
+                seen.push(q);
+                if r <= CHECK_TOL {
+                    scored.push((r, ins, g));
+                }
+            }
+        }
+    }
+    let key = |ins: &Insertion| match hint {
+        Some(h) if h.factor == ins.factor && h.gates == ins.gates => {
+            (0, h.level.abs_diff(ins.level))
+        }
+        _ => (1, 0),
+    };
+    scored.sort_by(|a, b| key(&a.1).cmp(&key(&b.1)).then(a.0.total_cmp(&b.0)));
+    let passing = scored.len();
+    let polish = LearnOptions {
+        soft_steps: 0,
+        restarts: 1,
+        flip_gates: 0,
+        ..opts.clone()
+    };
+    let scale = (target.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / (n * n) as f64).sqrt();
+    let mut best: Option<(ButterflyProduct<T>, Insertion, LearnReport)> = None;
+    let mut polished = 0;
+    let mut offset = 0;
+    for (i, (_, ins, g)) in scored.iter().enumerate() {
+        let elapsed = start.elapsed().as_secs_f64();
+        if i > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
+            break;
+        }
+        let mut rng = StdRng::seed_from_u64(mix(opts.seed, i as u64 + 1));
+        big.randomize(opts.init, opts.logit_std, &mut rng)?;
+        set_gates(big.params_mut(), g);
+        let o = LearnOptions {
+            time_limit: opts.time_limit.map(|t| (t - elapsed).max(0.0)),
+            ..polish.clone()
+        };
+        let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(offset + s, l))?;
+        offset += rep.steps;
+        polished += 1;
+        let done = rep.rmse <= opts.accept_rel_rmse * scale;
+        if best.as_ref().is_none_or(|(.., b)| rep.rmse < b.rmse) {
+            best = Some((big.clone(), *ins, rep));
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(best.map(|(model, inserted, report)| {
+        (
+            model,
+            GrowReport {
+                inserted,
+                candidates,
+                passing,
+                polished,
+                report,
+                seconds: start.elapsed().as_secs_f64(),
+            },
+        )
+    }))
+}
+
+/// One size of [`learn_by_growing`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrowthStep {
+    /// The size.
+    pub n: usize,
+    /// RMSE reached at this size.
+    pub rmse: f64,
+    /// Wall time of this size in seconds.
+    pub seconds: f64,
+    /// The level inserted (`None` at the starting size, learned by [`learn_transform`]).
+    pub inserted: Option<Insertion>,
+    /// Candidates polished at this size ([`GrowReport::polished`]; at the starting size the
+    /// candidates of [`learn_transform`]).
+    pub polished: usize,
+    /// The report of the best model at this size (`None` when no candidate passed the check).
+    pub report: Option<LearnReport>,
+}
+
+/// Learn a family of transforms at size `n` by learning its size-`n0` member with
+/// [`learn_transform`] (from random initialisation, `structure` with per-level logits, seeded
+/// by `opts.seed`) and doubling with [`grow`] (each doubling hinted by the previous one) up to
+/// `n`. When the first doubling finds no reachable extension, the size-`n0` member is learned
+/// again from another seed, up to `tries` times. `target(m)` is the family's size-`m` member.
+/// Returns the largest model that reached the target (of size `n` when every doubling
+/// succeeded; the last step records a failed doubling) and one [`GrowthStep`] per size tried.
+pub fn learn_by_growing<T: Scalar>(
+    n0: usize,
+    n: usize,
+    structure: Structure,
+    target: &dyn Fn(usize) -> Result<ndarray::Array2<T>>,
+    opts: &LearnOptions,
+    tries: usize,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<(ButterflyProduct<T>, Vec<GrowthStep>)> {
+    crate::error::check_pow2("n0", n0)?;
+    crate::error::check_pow2("n", n)?;
+    if n < n0 {
+        return Err(Error::InvalidArgument {
+            what: "n",
+            message: format!("expected at least n0 = {n0}, got {n}"),
+        });
+    }
+    if tries == 0 {
+        return Err(Error::Zero { what: "tries" });
+    }
+    let start = Instant::now();
+    let remaining = |o: &LearnOptions| LearnOptions {
+        time_limit: opts
+            .time_limit
+            .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
+        ..o.clone()
+    };
+    let accepts = |t: &ndarray::Array2<T>, rmse: f64| {
+        let scale = (t.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / t.len() as f64).sqrt();
+        rmse <= opts.accept_rel_rmse * scale
+    };
+    let mut offset = 0;
+    let mut last: Option<(ButterflyProduct<T>, Vec<GrowthStep>)> = None;
+    for t in 0..tries {
+        if t > 0
+            && opts
+                .time_limit
+                .is_some_and(|l| start.elapsed().as_secs_f64() > l)
+        {
+            break;
+        }
+        let seed = if t == 0 {
+            opts.seed
+        } else {
+            mix(opts.seed, 0x6000 + t as u64)
+        };
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut model =
+            ButterflyProduct::<T>::new(n0, structure, opts.init, LogitSharing::PerLevel, &mut rng)?;
+        let small = target(n0)?;
+        let o = remaining(&LearnOptions {
+            seed,
+            ..opts.clone()
+        });
+        let rep = learn_transform(&mut model, small.view(), &o, &mut |s, l| {
+            progress(offset + s, l)
+        })?;
+        offset += rep.steps;
+        let mut steps = vec![GrowthStep {
+            n: n0,
+            rmse: rep.rmse,
+            seconds: t0.elapsed().as_secs_f64(),
+            inserted: None,
+            polished: rep.attempts.len(),
+            report: Some(rep.clone()),
+        }];
+        if !accepts(&small, rep.rmse) {
+            last = Some((model, steps));
+            continue;
+        }
+        let mut hint = None;
+        let mut size = n0;
+        while size < n {
+            let t1 = Instant::now();
+            let big_target = target(2 * size)?;
+            let grown = grow(
+                &model,
+                big_target.view(),
+                &remaining(opts),
+                hint,
+                &mut |s, l| progress(offset + s, l),
+            )?;
+            let Some((big, g)) = grown else {
+                steps.push(GrowthStep {
+                    n: 2 * size,
+                    rmse: f64::NAN,
+                    seconds: t1.elapsed().as_secs_f64(),
+                    inserted: None,
+                    polished: 0,
+                    report: None,
+                });
+                break;
+            };
+            offset += g.report.steps;
+            steps.push(GrowthStep {
+                n: 2 * size,
+                rmse: g.report.rmse,
+                seconds: t1.elapsed().as_secs_f64(),
+                inserted: Some(g.inserted),
+                polished: g.polished,
+                report: Some(g.report.clone()),
+            });
+            if !accepts(&big_target, g.report.rmse) {
+                break;
+            }
+            model = big;
+            hint = Some(g.inserted);
+            size *= 2;
+        }
+        if size > n0 {
+            return Ok((model, steps));
+        }
+        last = Some((model, steps));
+    }
+    Ok(last.expect("tries ≥ 1"))
+}
