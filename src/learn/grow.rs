@@ -9,7 +9,9 @@
 //! DCT-II from N = 32 on.
 
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
-use super::recipe::{check_score, learn_transform, mix, LearnOptions, LearnReport, CHECK_TOL};
+use super::recipe::{
+    check_score, learn_transform, mix, rms_entry, LearnOptions, LearnReport, CHECK_TOL,
+};
 use crate::error::{check_shape, Error, Result};
 use crate::linear_map::Differentiable;
 use crate::scalar::Scalar;
@@ -172,7 +174,7 @@ pub fn grow<T: Scalar>(
         flip_gates: 0,
         ..opts.clone()
     };
-    let scale = (target.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / (n * n) as f64).sqrt();
+    let scale = rms_entry(target);
     let mut best: Option<(ButterflyProduct<T>, Insertion, LearnReport)> = None;
     let mut polished = 0;
     let mut offset = 0;
@@ -266,10 +268,8 @@ pub fn learn_by_growing<T: Scalar>(
             .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
         ..o.clone()
     };
-    let accepts = |t: &ndarray::Array2<T>, rmse: f64| {
-        let scale = (t.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / t.len() as f64).sqrt();
-        rmse <= opts.accept_rel_rmse * scale
-    };
+    let accepts =
+        |t: &ndarray::Array2<T>, rmse: f64| rmse <= opts.accept_rel_rmse * rms_entry(t.view());
     let mut offset = 0;
     let mut last: Option<(ButterflyProduct<T>, Vec<GrowthStep>)> = None;
     for t in 0..tries {

@@ -188,7 +188,7 @@ pub fn learn_transform<T: Scalar>(
             .is_some_and(|t| start.elapsed().as_secs_f64() > t)
     };
     let mut timed_out = false;
-    let scale = (target.iter().map(|a| a.to_c64().norm_sqr()).sum::<f64>() / (n * n) as f64).sqrt();
+    let scale = rms_entry(target);
     let accept = opts.accept_rel_rmse * scale;
     let adam = Method::Adam {
         beta1: 0.9,
@@ -539,6 +539,12 @@ fn bad_classes(err: &[f64], tol: f64, r: usize, d: usize, out: &mut Vec<(usize, 
 }
 
 /// A well-mixed seed for candidate `k` of a run seeded with `seed` (SplitMix64's finaliser).
+/// The RMS entry `‖A‖_F / √(out · in)` of a target: the scale of [`LearnOptions::accept_rel_rmse`].
+pub(super) fn rms_entry<T: Scalar>(target: ArrayView2<T>) -> f64 {
+    let sq: f64 = target.iter().map(|a| a.to_c64().norm_sqr()).sum();
+    (sq / target.len().max(1) as f64).sqrt()
+}
+
 pub(super) fn mix(seed: u64, k: u64) -> u64 {
     let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
