@@ -359,16 +359,6 @@ fn time_limit_stops_restarts() {
     assert!(run(Some(f64::NAN)).is_err());
 }
 
-/// The orthonormal DST-II `S[k, j] = s_k sin(π (k + 1)(2j + 1) / 2n)`, `s_{n−1} = √(1/n)`,
-/// else `√(2/n)`.
-fn dst2(n: usize) -> Array2<f64> {
-    Array2::from_shape_fn((n, n), |(k, j)| {
-        let s = if k == n - 1 { 1.0 } else { 2.0 };
-        (s / n as f64).sqrt()
-            * (std::f64::consts::PI * ((k + 1) * (2 * j + 1)) as f64 / (2 * n) as f64).sin()
-    })
-}
-
 /// Growing (`learn::learn_by_growing`): the DCT-II and DST-II learned at N = 16 from random
 /// initialisation and doubled level by level reach RMSE ≤ 1e-9 at N = 32 and 64 for all 5
 /// seeds (the soft search alone fails from N = 32, see `dct2_recovered_for_fixed_seeds_32`).
@@ -376,7 +366,10 @@ fn dst2(n: usize) -> Array2<f64> {
 #[test]
 fn dct2_and_dst2_recovered_by_growing() {
     type Family = fn(usize) -> Array2<f64>;
-    let cases: [(&str, Family); 2] = [("DCT-II", common::orthonormal_dct2), ("DST-II", dst2)];
+    let cases: [(&str, Family); 2] = [
+        ("DCT-II", common::orthonormal_dct2),
+        ("DST-II", common::orthonormal_dst2),
+    ];
     for (name, family) in cases {
         let gram = family(16).t().dot(&family(16));
         assert!(common::rel_err(gram.view(), Array2::eye(16).view()) < 1e-12);
@@ -420,7 +413,7 @@ fn dct2_and_dst2_recovered_by_growing() {
 }
 
 /// `grow` and `learn_by_growing` reject what they cannot grow: a soft model, shared logits,
-/// a target of the wrong size, `n < n0`, zero tries.
+/// a BPBP product, a target of the wrong size, `n < n0`, zero tries, a non-power-of-two n0.
 #[test]
 fn growing_rejects_bad_input() {
     let target = |m: usize| Ok(common::orthonormal_dct2(m).mapv(|v| C64::new(v, 0.0)));
@@ -455,6 +448,16 @@ fn growing_rejects_bad_input() {
     .unwrap();
     shared.harden();
     assert!(grow(&shared, t16.view(), &opts, None, &mut |_, _| {}).is_err());
+    let mut bpbp = ButterflyProduct::<C64>::new(
+        8,
+        Structure::Bpbp,
+        Init::Randn,
+        LogitSharing::PerLevel,
+        &mut common::rng(2),
+    )
+    .unwrap();
+    bpbp.harden();
+    assert!(grow(&bpbp, t16.view(), &opts, None, &mut |_, _| {}).is_err());
     let nothing = &mut |_: usize, _: f64| {};
     assert!(learn_by_growing(16, 8, Structure::Bpp, &target, &opts, 1, nothing).is_err());
     assert!(learn_by_growing(16, 32, Structure::Bpp, &target, &opts, 0, nothing).is_err());

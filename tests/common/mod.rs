@@ -216,3 +216,13 @@ pub fn orthonormal_dct2(n: usize) -> Array2<f64> {
         s.sqrt() * (std::f64::consts::PI * (k * (2 * j + 1)) as f64 / (2 * n) as f64).cos()
     })
 }
+
+/// The orthonormal DST-II `S[k, j] = s_k sin(π (k + 1)(2j + 1) / 2n)`, `s_{n−1} = √(1/n)`,
+/// else `√(2/n)`.
+pub fn orthonormal_dst2(n: usize) -> Array2<f64> {
+    Array2::from_shape_fn((n, n), |(k, j)| {
+        let s = if k == n - 1 { 1.0 } else { 2.0 };
+        (s / n as f64).sqrt()
+            * (std::f64::consts::PI * ((k + 1) * (2 * j + 1)) as f64 / (2 * n) as f64).sin()
+    })
+}
