@@ -103,14 +103,14 @@ pub fn grow<T: Scalar>(
                 .collect(),
         );
     }
-    let structure = match gates.len() {
-        1 => Structure::Bp,
-        2 => Structure::Bpp,
-        _ => Structure::Bpbp,
-    };
     let unsupported = || Error::InvalidArgument {
         what: "small",
         message: "expected a BP or BPP product with per-level logits".into(),
+    };
+    let structure = match gates.len() {
+        1 => Structure::Bp,
+        2 => Structure::Bpp,
+        _ => return Err(unsupported()),
     };
     if sharing != Some(LogitSharing::PerLevel)
         || small.rounded_permutation(small.params()).is_none()
