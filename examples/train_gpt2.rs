@@ -66,6 +66,10 @@ struct Args {
     /// not in 3000-step runs (BENCHMARKS.md).
     #[arg(long, default_value_t = 1.0)]
     structured_lr_scale: f64,
+    /// Learning-rate multiplier of the layers --sparse-to-dense-at switched to dense (they
+    /// restart with fresh AdamW moments late in the cosine, where the shared rate is low).
+    #[arg(long, default_value_t = 1.0)]
+    switched_lr_scale: f64,
     /// Final learning rate as a fraction of --lr.
     #[arg(long, default_value_t = 0.1)]
     min_lr_factor: f64,
@@ -134,6 +138,11 @@ struct Args {
     /// (required) to --resume from later with the same arguments.
     #[arg(long)]
     time_limit: Option<f64>,
+    /// Stop cleanly after this step, saving --checkpoint (required): branch several runs
+    /// that share their first steps, e.g. resume one checkpoint with different
+    /// --switched-lr-scale values.
+    #[arg(long)]
+    stop_at: Option<usize>,
     /// Tokens of the sample generated at the end (0: none).
     #[arg(long, default_value_t = 300)]
     sample_len: usize,
@@ -253,6 +262,18 @@ fn run(mut a: Args) -> BoxResult<()> {
             return Err("--time-limit needs --checkpoint PATH to save the run to".into());
         }
     }
+    if let Some(s) = a.stop_at {
+        if a.checkpoint.is_none() {
+            return Err("--stop-at needs --checkpoint PATH to save the run to".into());
+        }
+        if s <= start_step || s >= a.steps {
+            return Err(format!(
+                "--stop-at {s} must lie after the start step {start_step} and before --steps {}",
+                a.steps
+            )
+            .into());
+        }
+    }
     let initial_params = (model.num_params(), model.mlp_params(), model.attn_params());
     let switch_step = a
         .sparse_to_dense_at
@@ -266,6 +287,7 @@ fn run(mut a: Args) -> BoxResult<()> {
         min_lr_factor: a.min_lr_factor,
         clip: a.clip,
         structured_lr_scale: a.structured_lr_scale,
+        switched_lr_scale: a.switched_lr_scale,
     };
     let mut trainer = Gpt2Trainer::new(&model, opts)?;
     trainer.set_step_count(start_step);
@@ -415,12 +437,22 @@ fn run(mut a: Args) -> BoxResult<()> {
                 save_checkpoint(&model, &trainer, path, done, &name, best_val)?;
             }
         }
-        if let (Some(limit), Some(path)) = (a.time_limit, &a.checkpoint) {
-            if done < a.steps && run_start.elapsed().as_secs_f64() >= limit {
+        if let Some(path) = &a.checkpoint {
+            let out_of_time = a
+                .time_limit
+                .is_some_and(|limit| run_start.elapsed().as_secs_f64() >= limit);
+            let why = if a.stop_at == Some(done) {
+                Some("--stop-at")
+            } else if out_of_time {
+                Some("time limit")
+            } else {
+                None
+            };
+            if let (Some(why), true) = (why, done < a.steps) {
                 bar.finish_and_clear();
                 save_checkpoint(&model, &trainer, path, done, &name, best_val)?;
                 println!(
-                    "time limit: stopped after step {done} of {} ({:.0} s, {:.1} ms/step); \
+                    "{why}: stopped after step {done} of {} ({:.0} s, {:.1} ms/step); \
                      continue with --resume {}",
                     a.steps,
                     run_start.elapsed().as_secs_f64(),

@@ -382,6 +382,107 @@ fn structured_lr_scale_scales_only_structured_groups() {
     }
 }
 
+/// After [`Gpt2::to_dense`] and [`Gpt2Trainer::sync`], `switched_lr_scale` multiplies exactly
+/// the steps of the groups that were structured (their fresh AdamW moments make the first step
+/// scale exactly), the others continue as before; the switched groups are remembered through a
+/// checkpoint, so a resumed trainer takes bit-identical steps, and a trainer created on the
+/// dense model without that checkpoint has none.
+#[test]
+fn switched_lr_scale_scales_only_switched_groups_and_survives_resume() {
+    let cfg = Gpt2Config {
+        mlp: Structure::Monarch { nblocks: 2 },
+        ..tiny(Structure::Dense, Structure::Dense)
+    };
+    let b = random_batch(7, 2, 5, 41);
+    let b2 = random_batch(7, 2, 5, 42);
+    let opts = TrainOptions {
+        lr: 1e-2,
+        warmup: 0,
+        total_steps: 10,
+        weight_decay: 0.0,
+        clip: 0.0,
+        structured_lr_scale: 2.0,
+        ..TrainOptions::default()
+    };
+    let step = |m: &mut Gpt2<f64>, t: &mut Gpt2Trainer, b: &Batch| {
+        let mut cache = m.cache(2, 5);
+        let mut grads = m.zero_grads();
+        m.forward_backward(b, &mut cache, &mut grads).unwrap();
+        t.step(m, &mut grads).unwrap();
+    };
+    let switched_after_one_step = |scale: f64| {
+        let mut m = Gpt2::<f64>::new(cfg, &mut rng(40)).unwrap();
+        let mut t = Gpt2Trainer::new(
+            &m,
+            TrainOptions {
+                switched_lr_scale: scale,
+                ..opts
+            },
+        )
+        .unwrap();
+        step(&mut m, &mut t, &b);
+        assert_eq!(t.switched_groups(), 0);
+        let structured = m.structured_groups();
+        m = m.to_dense();
+        t.sync(&m).unwrap();
+        (m, t, structured)
+    };
+    let (m0, _, structured) = switched_after_one_step(1.0);
+    let (mut one, mut t_one, _) = switched_after_one_step(1.0);
+    let (mut five, mut t_five, _) = switched_after_one_step(5.0);
+    assert_eq!(t_five.switched_groups(), 2 * cfg.layers);
+    assert_eq!(structured.iter().filter(|&&s| s).count(), 2 * cfg.layers);
+    step(&mut one, &mut t_one, &b2);
+    step(&mut five, &mut t_five, &b2);
+    for (i, &s) in structured.iter().enumerate() {
+        let (p0, p1, p5) = (m0.groups()[i], one.groups()[i], five.groups()[i]);
+        let want = if s { 5.0 } else { 1.0 };
+        for k in 0..p0.len() {
+            let (d1, d5) = (p1[k] - p0[k], p5[k] - p0[k]);
+            assert!(
+                (d5 - want * d1).abs() <= 1e-12 * d1.abs() + 1e-14 * p0[k].abs(),
+                "group {i} entry {k}: {d1} vs {d5}"
+            );
+        }
+    }
+
+    let mut store = TensorStore::new();
+    five.save_to(&mut store).unwrap();
+    t_five.save_to(&five, &mut store).unwrap();
+    let store = TensorStore::from_bytes(&store.to_bytes().unwrap()).unwrap();
+    let five_opts = TrainOptions {
+        switched_lr_scale: 5.0,
+        ..opts
+    };
+    let dense_cfg = Gpt2Config {
+        mlp: Structure::Dense,
+        ..cfg
+    };
+    let mut resumed = Gpt2::<f64>::load_matching(&store, &dense_cfg).unwrap();
+    let mut t_resumed = Gpt2Trainer::new(&resumed, five_opts).unwrap();
+    assert_eq!(t_resumed.switched_groups(), 0);
+    assert!(t_resumed.load_from(&resumed, &store).unwrap());
+    assert_eq!(t_resumed.switched_groups(), 2 * cfg.layers);
+    let b3 = random_batch(7, 2, 5, 43);
+    step(&mut resumed, &mut t_resumed, &b3);
+    step(&mut five, &mut t_five, &b3);
+    assert_eq!(resumed, five);
+
+    for bad in [0.0, -2.0, f64::INFINITY] {
+        let o = TrainOptions {
+            switched_lr_scale: bad,
+            ..opts
+        };
+        assert!(matches!(
+            Gpt2Trainer::new(&m0, o),
+            Err(Error::InvalidArgument {
+                what: "switched_lr_scale",
+                ..
+            })
+        ));
+    }
+}
+
 /// Training 6 steps, checkpointing weights and optimiser state through safetensors bytes and
 /// training 6 more from the restored copy ends at exactly the parameters of 12 uninterrupted
 /// steps; a weights-only checkpoint reports no optimiser state, and moments of another length

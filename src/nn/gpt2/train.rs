@@ -26,6 +26,11 @@ pub struct TrainOptions {
     pub clip: f64,
     /// Learning-rate multiplier of the structured linear layers' groups.
     pub structured_lr_scale: f64,
+    /// Learning-rate multiplier of the groups that were structured and have been switched to
+    /// their dense product ([`Gpt2::to_dense`], reverse sparsification) since the trainer was
+    /// created; they restart with fresh moments late in the schedule, where the shared rate
+    /// has decayed.
+    pub switched_lr_scale: f64,
 }
 
 impl Default for TrainOptions {
@@ -39,6 +44,7 @@ impl Default for TrainOptions {
             min_lr_factor: 0.1,
             clip: 1.0,
             structured_lr_scale: 1.0,
+            switched_lr_scale: 1.0,
         }
     }
 }
@@ -61,8 +67,26 @@ pub struct Gpt2Trainer {
     schedule: Schedule,
     adams: Vec<Adam>,
     lens: Vec<usize>,
-    scales: Vec<f64>,
+    kinds: Vec<GroupKind>,
     step: usize,
+}
+
+/// Which learning-rate multiplier a parameter group takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupKind {
+    Plain,
+    Structured,
+    Switched,
+}
+
+impl GroupKind {
+    fn lr_scale(self, opts: &TrainOptions) -> f64 {
+        match self {
+            GroupKind::Plain => 1.0,
+            GroupKind::Structured => opts.structured_lr_scale,
+            GroupKind::Switched => opts.switched_lr_scale,
+        }
+    }
 }
 
 impl Gpt2Trainer {
@@ -74,14 +98,16 @@ impl Gpt2Trainer {
                 message: format!("expected a finite value ≥ 0, got {}", opts.clip),
             });
         }
-        if !(opts.structured_lr_scale.is_finite() && opts.structured_lr_scale > 0.0) {
-            return Err(Error::InvalidArgument {
-                what: "structured_lr_scale",
-                message: format!(
-                    "expected a finite value > 0, got {}",
-                    opts.structured_lr_scale
-                ),
-            });
+        for (what, v) in [
+            ("structured_lr_scale", opts.structured_lr_scale),
+            ("switched_lr_scale", opts.switched_lr_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::InvalidArgument {
+                    what,
+                    message: format!("expected a finite value > 0, got {v}"),
+                });
+            }
         }
         if !(0.0..=1.0).contains(&opts.min_lr_factor) {
             return Err(Error::InvalidArgument {
@@ -94,7 +120,7 @@ impl Gpt2Trainer {
             schedule: Schedule::cosine(opts.warmup, opts.total_steps, opts.min_lr_factor),
             adams: Vec::new(),
             lens: Vec::new(),
-            scales: Vec::new(),
+            kinds: Vec::new(),
             step: 0,
         };
         me.sync(model)?;
@@ -108,32 +134,44 @@ impl Gpt2Trainer {
     }
 
     /// Re-create the optimiser state of every group whose size changed (after
-    /// [`Gpt2::to_dense`]: the dense layers start with fresh moments).
+    /// [`Gpt2::to_dense`]: the dense layers start with fresh moments, at the rate
+    /// `lr · switched_lr_scale`).
     pub fn sync<T: RealScalar>(&mut self, model: &Gpt2<T>) -> Result<()> {
         let masks = model.decay_masks();
         let lens: Vec<usize> = masks.iter().map(Vec::len).collect();
+        let structured = model.structured_groups();
+        check_len("structured groups", structured.len(), masks.len())?;
         let mut adams = Vec::with_capacity(masks.len());
-        for (i, mask) in masks.into_iter().enumerate() {
-            if self.lens.get(i) == Some(&mask.len()) {
+        let mut kinds = Vec::with_capacity(masks.len());
+        for (i, (mask, s)) in masks.into_iter().zip(structured).enumerate() {
+            let same = self.lens.get(i) == Some(&mask.len());
+            let was = self.kinds.get(i).copied();
+            kinds.push(match (s, was) {
+                (true, _) => GroupKind::Structured,
+                (false, Some(GroupKind::Structured)) if !same => GroupKind::Switched,
+                (false, Some(k)) if same => k,
+                (false, _) => GroupKind::Plain,
+            });
+            if same {
                 adams.push(self.adams[i].clone());
             } else {
                 adams.push(self.make_adam(mask)?);
             }
         }
-        self.adams = adams;
         self.lens = lens;
-        self.scales = model
-            .structured_groups()
-            .into_iter()
-            .map(|s| {
-                if s {
-                    self.opts.structured_lr_scale
-                } else {
-                    1.0
-                }
-            })
-            .collect();
+        self.adams = adams;
+        self.kinds = kinds;
         Ok(())
+    }
+
+    /// Number of groups that were switched from a structured layer to a dense one since the
+    /// trainer was created (or in the run a checkpoint restored by
+    /// [`load_from`](Self::load_from) came from).
+    pub fn switched_groups(&self) -> usize {
+        self.kinds
+            .iter()
+            .filter(|&&k| k == GroupKind::Switched)
+            .count()
     }
 
     /// Steps taken so far.
@@ -150,12 +188,18 @@ impl Gpt2Trainer {
     /// Write the optimiser state into `store`, beside `model`'s weights: per parameter group
     /// `g` (named as [`Gpt2::group_names`]) the tensors `optim.{g}.exp_avg` and
     /// `optim.{g}.exp_avg_sq` (AdamW's first and second moments, F64, the group's flat length)
-    /// and the metadata `optim.{g}.t`; the trainer's step as `optim.step`. Groups that have not
-    /// taken a step yet are left out.
+    /// and the metadata `optim.{g}.t`; the trainer's step as `optim.step`; `optim.{g}.switched`
+    /// = `true` for the groups switched from structured to dense (they keep
+    /// `switched_lr_scale` when resumed). Groups that have not taken a step yet are left out.
     pub fn save_to<T: RealScalar>(&self, model: &Gpt2<T>, store: &mut TensorStore) -> Result<()> {
         let names = model.group_names();
         check_len("parameter groups", names.len(), self.adams.len())?;
         store.set_metadata("optim.step", self.step.to_string());
+        for (name, kind) in names.iter().zip(&self.kinds) {
+            if *kind == GroupKind::Switched {
+                store.set_metadata(&format!("optim.{name}.switched"), "true".to_string());
+            }
+        }
         for (name, adam) in names.iter().zip(&self.adams) {
             let (t, m, v) = adam.state();
             if t == 0 || m.is_empty() {
@@ -188,6 +232,22 @@ impl Gpt2Trainer {
         let names = model.group_names();
         check_len("parameter groups", names.len(), self.adams.len())?;
         let mut restored = self.adams.clone();
+        let mut kinds = self.kinds.clone();
+        for (name, kind) in names.iter().zip(&mut kinds) {
+            let key = format!("optim.{name}.switched");
+            match store.metadata(&key) {
+                None => {}
+                Some("true") if *kind != GroupKind::Structured => *kind = GroupKind::Switched,
+                Some(v) => {
+                    return Err(Error::InvalidArgument {
+                        what: "optim.*.switched",
+                        message: format!(
+                            "{key} = `{v}`: expected `true` on a group that is dense now"
+                        ),
+                    })
+                }
+            }
+        }
         for ((name, adam), &len) in names.iter().zip(&mut restored).zip(&self.lens) {
             let key = format!("optim.{name}.t");
             let Some(t) = store.metadata(&key) else {
@@ -203,6 +263,7 @@ impl Gpt2Trainer {
             adam.set_state(t, m, v)?;
         }
         self.adams = restored;
+        self.kinds = kinds;
         self.step = step;
         Ok(true)
     }
@@ -230,14 +291,14 @@ impl Gpt2Trainer {
             grads.scale(self.opts.clip / grad_norm);
         }
         let lr = self.lr_at(self.step);
-        for (((adam, p), g), &scale) in self
+        for (((adam, p), g), kind) in self
             .adams
             .iter_mut()
             .zip(model.groups_mut())
             .zip(&grads.bufs)
-            .zip(&self.scales)
+            .zip(&self.kinds)
         {
-            Optimizer::<T>::set_lr(adam, lr * scale);
+            Optimizer::<T>::set_lr(adam, lr * kind.lr_scale(&self.opts));
             adam.step(p, g)?;
         }
         grads.zero();
