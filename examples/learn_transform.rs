@@ -118,6 +118,17 @@ struct Args {
     /// N = 16, where the soft search fails.
     #[arg(long)]
     grow_from: Option<usize>,
+    /// Run the Levenberg–Marquardt polish on a candidate whose RMSE after L-BFGS is within
+    /// this fraction of the target's RMS entry (`LearnOptions::gn_start_rel_rmse`).
+    #[arg(long, default_value_t = 1e-3)]
+    gn_start: f64,
+    /// Levenberg–Marquardt iterations per polish (0: none).
+    #[arg(long, default_value_t = 40)]
+    gn_iters: usize,
+    /// Polishes from partly redrawn twiddles after a candidate's first one misses
+    /// (`LearnOptions::polish_restarts`).
+    #[arg(long, default_value_t = 10)]
+    polish_restarts: usize,
 }
 
 struct Row {
@@ -200,6 +211,9 @@ fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn st
         seed: args.seed,
         real_part,
         time_limit: args.time_limit,
+        gn_start_rel_rmse: args.gn_start,
+        gn_iters: args.gn_iters,
+        polish_restarts: args.polish_restarts,
         target_rmse: match args.precision {
             Precision::F32 => 1e-7,
             Precision::F64 => 1e-12,
