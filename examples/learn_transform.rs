@@ -13,10 +13,10 @@
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kaleidoscope::learn::{
-    learn_by_growing, learn_transform, ButterflyProduct, Factor, LearnOptions, LearnReport,
+    learn_by_growing, learn_transform, rmse, ButterflyProduct, Factor, LearnOptions, LearnReport,
     LogitSharing, Structure,
 };
-use kaleidoscope::{Init, LinearMap, Permutation, Scalar, C32, C64};
+use kaleidoscope::{Differentiable, Init, LinearMap, Permutation, Scalar, C32, C64};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -48,6 +48,8 @@ enum Transform {
 enum Precision {
     F32,
     F64,
+    /// Learned in f64, then the twiddles rounded to f32; the RMSE is the f32 product's.
+    F32FromF64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,8 +155,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &t in &args.transform {
         for &n in &sizes {
             let row = match args.precision {
-                Precision::F32 => run::<C32>(&args, t, n)?,
-                Precision::F64 => run::<C64>(&args, t, n)?,
+                Precision::F32 => run::<C32>(&args, t, n)?.0,
+                Precision::F64 => run::<C64>(&args, t, n)?.0,
+                Precision::F32FromF64 => run_f32_from_f64(&args, t, n)?,
             };
             println!("{}", line(&row));
             rows.push(row);
@@ -177,7 +180,8 @@ fn default_structure(t: Transform) -> StructureArg {
     }
 }
 
-fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn std::error::Error>> {
+/// The structure argument, the structure and the logit sharing of a run.
+fn structure_of(args: &Args, t: Transform) -> (StructureArg, Structure, LogitSharing) {
     let structure = args.structure.unwrap_or(default_structure(t));
     let sharing = match args.sharing {
         Some(SharingArg::Shared) => LogitSharing::Shared,
@@ -190,18 +194,55 @@ fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn st
         StructureArg::Bpp => Structure::Bpp,
         StructureArg::Bpbp => Structure::Bpbp,
     };
-    let target64 = target(t, n, args.seed)?;
-    let target = target64.mapv(|z| T::from_parts(z.re, z.im));
-    // Hadamard and convolution are exactly complex BP/BPBP products with zero imaginary part,
-    // so they are fitted as complex matrices; the others only as the real part of one.
-    let real_part = matches!(
+    (structure, s, sharing)
+}
+
+/// Hadamard and convolution are exactly complex BP/BPBP products with zero imaginary part,
+/// so they are fitted as complex matrices; the others only as the real part of one.
+fn is_real_part(t: Transform) -> bool {
+    matches!(
         t,
         Transform::Dct
             | Transform::Dst
             | Transform::Hartley
             | Transform::Legendre
             | Transform::Randn
-    );
+    )
+}
+
+/// Learn in f64, round every parameter to f32 (the hardened permutations are unchanged) and
+/// report the f32 product's RMSE against the f32 target.
+fn run_f32_from_f64(
+    args: &Args,
+    t: Transform,
+    n: usize,
+) -> Result<Row, Box<dyn std::error::Error>> {
+    let (mut row, m64) = run::<C64>(args, t, n)?;
+    let (_, s, sharing) = structure_of(args, t);
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut m32 = ButterflyProduct::<C32>::new(n, s, Init::Randn, sharing, &mut rng)?;
+    for (a, b) in m32.params_mut().iter_mut().zip(m64.params()) {
+        *a = kaleidoscope::scalar::cast(*b);
+    }
+    m32.harden();
+    if m32.permutations() != m64.permutations() {
+        return Err("rounding to f32 changed a hardened permutation".into());
+    }
+    let target32 = target(t, n, args.seed)?.mapv(|z| C32::new(z.re as f32, z.im as f32));
+    row.rep.rmse = rmse(&m32, target32.view(), is_real_part(t))?;
+    row.precision = Precision::F32FromF64;
+    Ok(row)
+}
+
+fn run<T: Scalar>(
+    args: &Args,
+    t: Transform,
+    n: usize,
+) -> Result<(Row, ButterflyProduct<T>), Box<dyn std::error::Error>> {
+    let (structure, s, sharing) = structure_of(args, t);
+    let target64 = target(t, n, args.seed)?;
+    let target = target64.mapv(|z| T::from_parts(z.re, z.im));
+    let real_part = is_real_part(t);
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut model = ButterflyProduct::<T>::new(n, s, Init::Randn, sharing, &mut rng)?;
     let opts = LearnOptions {
@@ -216,7 +257,7 @@ fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn st
         polish_restarts: args.polish_restarts,
         target_rmse: match args.precision {
             Precision::F32 => 1e-7,
-            Precision::F64 => 1e-12,
+            Precision::F64 | Precision::F32FromF64 => 1e-12,
         },
         ..LearnOptions::default()
     };
@@ -305,14 +346,15 @@ fn run<T: Scalar>(args: &Args, t: Transform, n: usize) -> Result<Row, Box<dyn st
             &args.plot_dir.join(format!("learn_{name}_twiddles.png")),
         )?;
     }
-    Ok(Row {
+    let row = Row {
         transform: t,
         n,
         structure,
         precision: args.precision,
         seed: args.seed,
         rep,
-    })
+    };
+    Ok((row, model))
 }
 
 /// The dense target, complex (real transforms have zero imaginary part).
