@@ -313,6 +313,35 @@ fn short_training_run_learns_a_repeated_text() {
     assert!(sample.iter().all(|&t| t < 256));
 }
 
+/// Every entry of group `i` moved from `m0` `want(i)` times as far in `fast` as in `slow`.
+fn assert_steps_scaled(
+    m0: &Gpt2<f64>,
+    slow: &Gpt2<f64>,
+    fast: &Gpt2<f64>,
+    want: impl Fn(usize) -> f64,
+) {
+    for i in 0..m0.groups().len() {
+        let (p0, p1, p2) = (m0.groups()[i], slow.groups()[i], fast.groups()[i]);
+        for k in 0..p0.len() {
+            let (d1, d2) = (p1[k] - p0[k], p2[k] - p0[k]);
+            assert!(
+                (d2 - want(i) * d1).abs() <= 1e-12 * d1.abs() + 1e-14 * p0[k].abs(),
+                "group {i} entry {k}: {d1} vs {d2}"
+            );
+        }
+    }
+}
+
+/// A trainer with `opts` is refused with `InvalidArgument { what }` for each bad value.
+fn assert_scale_refused(m: &Gpt2<f64>, what: &str, bad: &[TrainOptions]) {
+    for &o in bad {
+        match Gpt2Trainer::new(m, o) {
+            Err(Error::InvalidArgument { what: w, .. }) if w == what => {}
+            other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+}
+
 /// `structured_lr_scale` multiplies exactly the structured layers' steps: from equal models and
 /// gradients, the first AdamW step (no decay) of a trainer with scale 3 moves the structured
 /// groups 3× as far as one with scale 1 and every other group the same; a non-positive scale
@@ -356,30 +385,12 @@ fn structured_lr_scale_scales_only_structured_groups() {
         structured.iter().filter(|&&s| s).count(),
         2 * cfg.layers * 2
     );
-    for (i, &s) in structured.iter().enumerate() {
-        let (p0, p1, p3) = (m0.groups()[i], one.groups()[i], three.groups()[i]);
-        let want = if s { 3.0 } else { 1.0 };
-        for k in 0..p0.len() {
-            let (d1, d3) = (p1[k] - p0[k], p3[k] - p0[k]);
-            assert!(
-                (d3 - want * d1).abs() <= 1e-12 * d1.abs() + 1e-14 * p0[k].abs(),
-                "group {i} entry {k}: {d1} vs {d3}"
-            );
-        }
-    }
-    for bad in [0.0, -1.0, f64::NAN] {
-        let o = TrainOptions {
-            structured_lr_scale: bad,
-            ..opts
-        };
-        assert!(matches!(
-            Gpt2Trainer::new(&m0, o),
-            Err(Error::InvalidArgument {
-                what: "structured_lr_scale",
-                ..
-            })
-        ));
-    }
+    assert_steps_scaled(&m0, &one, &three, |i| if structured[i] { 3.0 } else { 1.0 });
+    let bad = [0.0, -1.0, f64::NAN].map(|v| TrainOptions {
+        structured_lr_scale: v,
+        ..opts
+    });
+    assert_scale_refused(&m0, "structured_lr_scale", &bad);
 }
 
 /// After [`Gpt2::to_dense`] and [`Gpt2Trainer::sync`], `switched_lr_scale` multiplies exactly
@@ -434,17 +445,7 @@ fn switched_lr_scale_scales_only_switched_groups_and_survives_resume() {
     assert_eq!(structured.iter().filter(|&&s| s).count(), 2 * cfg.layers);
     step(&mut one, &mut t_one, &b2);
     step(&mut five, &mut t_five, &b2);
-    for (i, &s) in structured.iter().enumerate() {
-        let (p0, p1, p5) = (m0.groups()[i], one.groups()[i], five.groups()[i]);
-        let want = if s { 5.0 } else { 1.0 };
-        for k in 0..p0.len() {
-            let (d1, d5) = (p1[k] - p0[k], p5[k] - p0[k]);
-            assert!(
-                (d5 - want * d1).abs() <= 1e-12 * d1.abs() + 1e-14 * p0[k].abs(),
-                "group {i} entry {k}: {d1} vs {d5}"
-            );
-        }
-    }
+    assert_steps_scaled(&m0, &one, &five, |i| if structured[i] { 5.0 } else { 1.0 });
 
     let mut store = TensorStore::new();
     five.save_to(&mut store).unwrap();
@@ -468,19 +469,11 @@ fn switched_lr_scale_scales_only_switched_groups_and_survives_resume() {
     step(&mut five, &mut t_five, &b3);
     assert_eq!(resumed, five);
 
-    for bad in [0.0, -2.0, f64::INFINITY] {
-        let o = TrainOptions {
-            switched_lr_scale: bad,
-            ..opts
-        };
-        assert!(matches!(
-            Gpt2Trainer::new(&m0, o),
-            Err(Error::InvalidArgument {
-                what: "switched_lr_scale",
-                ..
-            })
-        ));
-    }
+    let bad = [0.0, -2.0, f64::INFINITY].map(|v| TrainOptions {
+        switched_lr_scale: v,
+        ..opts
+    });
+    assert_scale_refused(&m0, "switched_lr_scale", &bad);
 }
 
 /// Training 6 steps, checkpointing weights and optimiser state through safetensors bytes and
