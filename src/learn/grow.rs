@@ -10,13 +10,14 @@
 
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
 use super::recipe::{
-    check_score, learn_transform, mix, rms_entry, LearnOptions, LearnReport, CHECK_TOL,
+    check_score, learn_transform, mix, rms_entry, rmse, LearnOptions, LearnReport, CHECK_TOL,
 };
 use crate::error::{check_shape, Error, Result};
-use crate::linear_map::Differentiable;
+use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
 use ndarray::ArrayView2;
 use rand::rngs::StdRng;
+use faer::linalg::solvers::SolveLstsq;
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -56,6 +57,10 @@ type Gates = Vec<Vec<[bool; 3]>>;
 
 /// Logit magnitude of a hard gate in a grown model.
 const HARD_LOGIT: f64 = 6.0;
+
+/// Passing candidates polished from the warm start ([`warm_start_from_half`]), in order of its
+/// RMSE, before the polishes from random twiddles.
+const WARM_POLISHES: usize = 3;
 
 /// Grow `small` — a hardened `B · P ⋯ P` product (BP or BPP, per-level logits) that fits the
 /// size-`n` member of a family of transforms — to a model of size `2n` for `target` (the
@@ -178,6 +183,47 @@ pub fn grow<T: Scalar>(
     let mut best: Option<(ButterflyProduct<T>, Insertion, LearnReport)> = None;
     let mut polished = 0;
     let mut offset = 0;
+    let mut warm = Vec::with_capacity(scored.len());
+    for (i, (_, _, g)) in scored.iter().enumerate() {
+        set_gates(big.params_mut(), g);
+        warm.push((warm_start_from_half(&mut big, small, target, opts.real_part)?, i));
+    }
+    warm.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for &(_, i) in warm.iter().take(WARM_POLISHES) {
+        let elapsed = start.elapsed().as_secs_f64();
+        if polished > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
+            break;
+        }
+        let (_, ins, g) = &scored[i];
+        set_gates(big.params_mut(), g);
+        warm_start_from_half(&mut big, small, target, opts.real_part)?;
+        let o = LearnOptions {
+            time_limit: opts.time_limit.map(|t| (t - elapsed).max(0.0)),
+            ..polish.clone()
+        };
+        let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(offset + s, l))?;
+        offset += rep.steps;
+        polished += 1;
+        let done = rep.rmse <= opts.accept_rel_rmse * scale;
+        if best.as_ref().is_none_or(|(.., b)| rep.rmse < b.rmse) {
+            best = Some((big.clone(), *ins, rep));
+        }
+        if done {
+            return Ok(best.map(|(model, inserted, report)| {
+                (
+                    model,
+                    GrowReport {
+                        inserted,
+                        candidates,
+                        passing,
+                        polished,
+                        report,
+                        seconds: start.elapsed().as_secs_f64(),
+                    },
+                )
+            }));
+        }
+    }
     for (i, (_, ins, g)) in scored.iter().enumerate() {
         let elapsed = start.elapsed().as_secs_f64();
         if i > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
@@ -214,6 +260,85 @@ pub fn grow<T: Scalar>(
             },
         )
     }))
+}
+
+/// The Cooley–Tukey warm start of a grown model: with an increasing-stride butterfly, a
+/// size-`2n` butterfly is `T · (I₂ ⊗ B_n)` for a top level `T` (stride `n`), and the fast
+/// algorithms of the FFT-like families are exactly of this form with `B_n` the size-`n`
+/// butterfly up to an output diagonal, which `T` absorbs. So the inner levels of `big`'s
+/// butterfly are copied from `small`'s (the same twiddles in both halves), and each output
+/// row of the top level is the least-squares fit of the target row (of `Re` when
+/// `real_part`) by the two inner rows it mixes. `big` must be a `B · P ⋯ P` product of twice
+/// `small`'s size with its permutations set. Returns the RMSE reached.
+fn warm_start_from_half<T: Scalar>(
+    big: &mut ButterflyProduct<T>,
+    small: &ButterflyProduct<T>,
+    target: ArrayView2<T>,
+    real_part: bool,
+) -> Result<f64> {
+    let half = small.n();
+    let n = big.n();
+    let m = half.trailing_zeros() as usize;
+    let small_tw = {
+        let p = small.params();
+        p[p.len() - m * (half / 2) * 4..].to_vec()
+    };
+    let top = m * (n / 2) * 4;
+    {
+        let p = big.params_mut();
+        let len = p.len();
+        let tw = &mut p[len - (m + 1) * (n / 2) * 4..];
+        for l in 0..m {
+            for q in 0..n / 2 {
+                let src = (l * (half / 2) + q % (half / 2)) * 4;
+                let dst = (l * (n / 2) + q) * 4;
+                tw[dst..dst + 4].copy_from_slice(&small_tw[src..src + 4]);
+            }
+        }
+        for q in 0..n / 2 {
+            let t = &mut tw[top + 4 * q..top + 4 * q + 4];
+            t.copy_from_slice(&[T::one(), T::zero(), T::zero(), T::one()]);
+        }
+    }
+    let inner = big.to_dense();
+    let parts = if T::IS_COMPLEX { 2 } else { 1 };
+    let eqs = if T::IS_COMPLEX && !real_part { 2 } else { 1 };
+        for q in 0..n / 2 {
+        let rows = [q, q + half];
+        let mut solved = [T::zero(); 4];
+        for (r, &out) in rows.iter().enumerate() {
+            let a = faer::Mat::<f64>::from_fn(eqs * n, 2 * parts, |e, k| {
+                let (j, im_eq) = (e % n, e >= n);
+                let y = inner[[rows[k / parts], j]].to_c64();
+                let y = if k % parts == 1 { y * num_complex::Complex::<f64>::i() } else { y };
+                if im_eq {
+                    y.im
+                } else {
+                    y.re
+                }
+            });
+            let b = faer::Mat::<f64>::from_fn(eqs * n, 1, |e, _| {
+                let c = target[[out, e % n]].to_c64();
+                if e >= n {
+                    c.im
+                } else {
+                    c.re
+                }
+            });
+            let x = a.col_piv_qr().solve_lstsq(&b);
+            for k in 0..2 {
+                solved[2 * r + k] = if T::IS_COMPLEX {
+                    T::from_parts(x[(2 * k, 0)], x[(2 * k + 1, 0)])
+                } else {
+                    T::from_f64(x[(k, 0)])
+                };
+            }
+        }
+        let p = big.params_mut();
+        let off = p.len() - (n / 2) * 4 * (m + 1) + top + 4 * q;
+        p[off..off + 4].copy_from_slice(&solved);
+    }
+    rmse(&*big, target, real_part)
 }
 
 /// One size of [`learn_by_growing`].
