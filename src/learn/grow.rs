@@ -189,6 +189,7 @@ pub fn grow<T: Scalar>(
         warm.push((warm_start_from_half(&mut big, small, target, opts.real_part)?, i));
     }
     warm.sort_by(|a, b| a.0.total_cmp(&b.0));
+    eprintln!("DBG n={n} passing={} warm={:?} t={:.1}", scored.len(), &warm[..warm.len().min(6)], start.elapsed().as_secs_f64());
     for &(_, i) in warm.iter().take(WARM_POLISHES) {
         let elapsed = start.elapsed().as_secs_f64();
         if polished > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
@@ -202,6 +203,7 @@ pub fn grow<T: Scalar>(
             ..polish.clone()
         };
         let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(offset + s, l))?;
+        eprintln!("DBG warm polish {i}: {:.2e} steps {} lbfgs {} t={:.1}", rep.rmse, rep.steps, rep.lbfgs_iters, start.elapsed().as_secs_f64());
         offset += rep.steps;
         polished += 1;
         let done = rep.rmse <= opts.accept_rel_rmse * scale;
@@ -300,6 +302,8 @@ fn warm_start_from_half<T: Scalar>(
             t.copy_from_slice(&[T::one(), T::zero(), T::zero(), T::one()]);
         }
     }
+    big.soften();
+    big.harden();
     let inner = big.to_dense();
     let parts = if T::IS_COMPLEX { 2 } else { 1 };
     let eqs = if T::IS_COMPLEX && !real_part { 2 } else { 1 };
