@@ -4,7 +4,9 @@
 //! reversals (bit reversal gains a separation; Makhoul's reordering keeps its top level). So a
 //! permutation recovered at `n` is extended by inserting one level, in every position and
 //! every gate setting, into one of its permutations; the candidates that pass the exact
-//! reachability check are polished from random twiddles until one reaches the target. This
+//! reachability check are polished until one reaches the target — first from the
+//! Cooley–Tukey warm start (the size-`n` twiddles on both halves, a least-squares top level),
+//! then from random twiddles. This
 //! replaces the soft phase, whose search is what fails for real-part targets such as the
 //! DCT-II from N = 32 on.
 
@@ -15,9 +17,9 @@ use super::recipe::{
 use crate::error::{check_shape, Error, Result};
 use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
+use faer::linalg::solvers::SolveLstsq;
 use ndarray::ArrayView2;
 use rand::rngs::StdRng;
-use faer::linalg::solvers::SolveLstsq;
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -49,6 +51,9 @@ pub struct GrowReport {
     pub report: LearnReport,
     /// Wall time in seconds, checks included.
     pub seconds: f64,
+    /// The smallest RMSE of the Cooley–Tukey warm starts, before any polish (0 for a family
+    /// whose fast algorithm is exactly the doubled half-size one, such as the DFT).
+    pub warm_rmse: f64,
 }
 
 /// Hard gates `[separate, reverse first half, reverse second half]` per level, per learned
@@ -67,9 +72,11 @@ const WARM_POLISHES: usize = 3;
 /// family's size-`2n` member): every extension of its permutations by one level ([`module
 /// docs`](self)) is scored by the exact check (rank test, and for `opts.real_part` the
 /// complex-structure test), and the passing ones are polished (Adam, L-BFGS,
-/// Levenberg–Marquardt and class-wise restarts, as in [`learn_transform`] after hardening)
-/// from random twiddles — first those like `hint` (the insertion of the previous doubling: the
-/// same permutation and gates, nearest level first), then by check residual — until one
+/// Levenberg–Marquardt and class-wise restarts, as in [`learn_transform`] after hardening):
+/// first the three with the best Cooley–Tukey warm start (`small`'s twiddles on both halves,
+/// the top level by least squares), from it; then all of them from random twiddles — first
+/// those like `hint` (the insertion of the previous doubling: the same permutation and gates,
+/// nearest level first), then by check residual — until one
 /// reaches `opts.accept_rel_rmse` of the target's scale (or `opts.time_limit` runs out). Returns the best polished model; `None`
 /// when no candidate passes the check.
 pub fn grow<T: Scalar>(
@@ -186,10 +193,13 @@ pub fn grow<T: Scalar>(
     let mut warm = Vec::with_capacity(scored.len());
     for (i, (_, _, g)) in scored.iter().enumerate() {
         set_gates(big.params_mut(), g);
-        warm.push((warm_start_from_half(&mut big, small, target, opts.real_part)?, i));
+        warm.push((
+            warm_start_from_half(&mut big, small, target, opts.real_part)?,
+            i,
+        ));
     }
     warm.sort_by(|a, b| a.0.total_cmp(&b.0));
-    eprintln!("DBG n={n} passing={} warm={:?} t={:.1}", scored.len(), &warm[..warm.len().min(6)], start.elapsed().as_secs_f64());
+    let warm_rmse = warm.first().map_or(f64::NAN, |w| w.0);
     for &(_, i) in warm.iter().take(WARM_POLISHES) {
         let elapsed = start.elapsed().as_secs_f64();
         if polished > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
@@ -203,7 +213,6 @@ pub fn grow<T: Scalar>(
             ..polish.clone()
         };
         let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(offset + s, l))?;
-        eprintln!("DBG warm polish {i}: {:.2e} steps {} lbfgs {} t={:.1}", rep.rmse, rep.steps, rep.lbfgs_iters, start.elapsed().as_secs_f64());
         offset += rep.steps;
         polished += 1;
         let done = rep.rmse <= opts.accept_rel_rmse * scale;
@@ -221,6 +230,7 @@ pub fn grow<T: Scalar>(
                         polished,
                         report,
                         seconds: start.elapsed().as_secs_f64(),
+                        warm_rmse,
                     },
                 )
             }));
@@ -259,6 +269,7 @@ pub fn grow<T: Scalar>(
                 polished,
                 report,
                 seconds: start.elapsed().as_secs_f64(),
+                warm_rmse,
             },
         )
     }))
@@ -307,14 +318,18 @@ fn warm_start_from_half<T: Scalar>(
     let inner = big.to_dense();
     let parts = if T::IS_COMPLEX { 2 } else { 1 };
     let eqs = if T::IS_COMPLEX && !real_part { 2 } else { 1 };
-        for q in 0..n / 2 {
+    for q in 0..n / 2 {
         let rows = [q, q + half];
         let mut solved = [T::zero(); 4];
         for (r, &out) in rows.iter().enumerate() {
             let a = faer::Mat::<f64>::from_fn(eqs * n, 2 * parts, |e, k| {
                 let (j, im_eq) = (e % n, e >= n);
                 let y = inner[[rows[k / parts], j]].to_c64();
-                let y = if k % parts == 1 { y * num_complex::Complex::<f64>::i() } else { y };
+                let y = if k % parts == 1 {
+                    y * num_complex::Complex::<f64>::i()
+                } else {
+                    y
+                };
                 if im_eq {
                     y.im
                 } else {
