@@ -193,57 +193,34 @@ pub fn grow<T: Scalar>(
     let mut warm = Vec::with_capacity(scored.len());
     for (i, (_, _, g)) in scored.iter().enumerate() {
         set_gates(big.params_mut(), g);
-        warm.push((
-            warm_start_from_half(&mut big, small, target, opts.real_part)?,
-            i,
-        ));
+        let r = warm_start_from_half(&mut big, small, target, opts.real_part)?;
+        warm.push((r, i, big.params().to_vec()));
     }
     warm.sort_by(|a, b| a.0.total_cmp(&b.0));
     let warm_rmse = warm.first().map_or(f64::NAN, |w| w.0);
-    for &(_, i) in warm.iter().take(WARM_POLISHES) {
+    warm.truncate(WARM_POLISHES);
+    let starts = warm
+        .into_iter()
+        .map(|(_, i, params)| (i, Some(params)))
+        .chain((0..scored.len()).map(|i| (i, None)));
+    for (i, warm_params) in starts {
         let elapsed = start.elapsed().as_secs_f64();
-        if polished > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
+        let first_random = warm_params.is_none() && i == 0;
+        if polished > 0 && !first_random && opts.time_limit.is_some_and(|t| elapsed > t) {
+            if warm_params.is_some() {
+                continue;
+            }
             break;
         }
         let (_, ins, g) = &scored[i];
-        set_gates(big.params_mut(), g);
-        warm_start_from_half(&mut big, small, target, opts.real_part)?;
-        let o = LearnOptions {
-            time_limit: opts.time_limit.map(|t| (t - elapsed).max(0.0)),
-            ..polish.clone()
-        };
-        let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(offset + s, l))?;
-        offset += rep.steps;
-        polished += 1;
-        let done = rep.rmse <= opts.accept_rel_rmse * scale;
-        if best.as_ref().is_none_or(|(.., b)| rep.rmse < b.rmse) {
-            best = Some((big.clone(), *ins, rep));
+        match warm_params {
+            Some(params) => big.params_mut().copy_from_slice(&params),
+            None => {
+                let mut rng = StdRng::seed_from_u64(mix(opts.seed, i as u64 + 1));
+                big.randomize(opts.init, opts.logit_std, &mut rng)?;
+                set_gates(big.params_mut(), g);
+            }
         }
-        if done {
-            return Ok(best.map(|(model, inserted, report)| {
-                (
-                    model,
-                    GrowReport {
-                        inserted,
-                        candidates,
-                        passing,
-                        polished,
-                        report,
-                        seconds: start.elapsed().as_secs_f64(),
-                        warm_rmse,
-                    },
-                )
-            }));
-        }
-    }
-    for (i, (_, ins, g)) in scored.iter().enumerate() {
-        let elapsed = start.elapsed().as_secs_f64();
-        if i > 0 && opts.time_limit.is_some_and(|t| elapsed > t) {
-            break;
-        }
-        let mut rng = StdRng::seed_from_u64(mix(opts.seed, i as u64 + 1));
-        big.randomize(opts.init, opts.logit_std, &mut rng)?;
-        set_gates(big.params_mut(), g);
         let o = LearnOptions {
             time_limit: opts.time_limit.map(|t| (t - elapsed).max(0.0)),
             ..polish.clone()
