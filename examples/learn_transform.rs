@@ -120,6 +120,10 @@ struct Args {
     /// N = 16, where the soft search fails.
     #[arg(long)]
     grow_from: Option<usize>,
+    /// With --grow-from: seeds of the starting size, each doubled once; the lineage whose
+    /// doubling started closest to the target is grown further.
+    #[arg(long, default_value_t = 4)]
+    grow_tries: usize,
     /// Run the Levenberg–Marquardt polish on a candidate whose RMSE after L-BFGS is within
     /// this fraction of the target's RMS entry (`LearnOptions::gn_start_rel_rmse`).
     #[arg(long, default_value_t = 1e-3)]
@@ -288,19 +292,24 @@ fn run<T: Scalar>(
                 Ok(t64.mapv(|z| T::from_parts(z.re, z.im)))
             };
             let t0 = std::time::Instant::now();
-            let (grown, steps) = learn_by_growing(n0, n, s, &family, &opts, 4, &mut on_step)?;
+            let (grown, steps) =
+                learn_by_growing(n0, n, s, &family, &opts, args.grow_tries, &mut on_step)?;
             for st in &steps {
                 bar.suspend(|| {
                     println!(
-                        "  N={}: RMSE {:.2e}, {} candidate(s) polished, {:.1}s{}",
+                        "  N={}: RMSE {:.2e} (polish started at {:.2e}), {} candidate(s) polished, {:.1}s{}",
                         st.n,
                         st.rmse,
+                        st.report.as_ref().map_or(f64::NAN, |r| r.hardened_rmse),
                         st.polished,
                         st.seconds,
                         st.inserted
                             .map(|i| format!(
-                                ", inserted level {} of permutation {} with gates {:?}",
-                                i.level, i.factor, i.gates
+                                ", inserted level {} of permutation {} with gates {:?}{}",
+                                i.level,
+                                i.factor,
+                                i.gates,
+                                if i.replicate_others { " (others replicated)" } else { "" }
                             ))
                             .unwrap_or_default()
                     )

@@ -618,3 +618,58 @@ fn dct2_polished_at_the_known_permutation_large() {
     let r = polish_dct2_at_known_permutation(n, seed, opts);
     assert!(r <= 1e-9, "n={n} seed={seed}: {r:.2e}");
 }
+
+/// The permutations `grow` returns are the small ones with exactly one level inserted: the
+/// inserted permutation has the reported gates at the reported level, and every other one
+/// keeps its levels and gains an identity level (the finest one, or with `replicate_others`
+/// the one on the whole vector). An earlier version left the other permutation's new finest
+/// level at its random initial logits. DCT-II, 16 → 32 from the textbook permutations
+/// (polished), 4 seeds.
+#[test]
+fn grow_inserts_exactly_one_level() {
+    let gates = |m: &ButterflyProduct<C64>| -> Vec<Vec<[bool; 3]>> {
+        m.logit_ranges()
+            .into_iter()
+            .map(|r| {
+                m.params()[r]
+                    .chunks(3)
+                    .map(|c| std::array::from_fn(|k| c[k].re > 0.0))
+                    .collect()
+            })
+            .collect()
+    };
+    for seed in 0..4 {
+        let opts = LearnOptions {
+            real_part: true,
+            seed,
+            soft_steps: 0,
+            restarts: 1,
+            flip_gates: 0,
+            ..LearnOptions::default()
+        };
+        let mut small = makhoul_bit_reversal_bpp(16, seed);
+        let t16 = common::orthonormal_dct2(16).mapv(|v| C64::new(v, 0.0));
+        learn_transform(&mut small, t16.view(), &opts, &mut |_, _| {}).unwrap();
+        let t32 = common::orthonormal_dct2(32).mapv(|v| C64::new(v, 0.0));
+        let (big, report) = grow(&small, t32.view(), &opts, None, &mut |_, _| {})
+            .unwrap()
+            .expect("a passing extension");
+        assert!(
+            report.report.rmse <= 1e-9,
+            "seed {seed}: {}",
+            report.report.rmse
+        );
+        let ins = report.inserted;
+        let mut expected = gates(&small);
+        for (f, levels) in expected.iter_mut().enumerate() {
+            if f == ins.factor {
+                levels.insert(ins.level, ins.gates);
+            } else if ins.replicate_others {
+                levels.insert(0, [false; 3]);
+            } else {
+                levels.push([false; 3]);
+            }
+        }
+        assert_eq!(gates(&big), expected, "seed {seed}: {ins:?}");
+    }
+}

@@ -3,7 +3,9 @@
 //! DFT, DCT, DST, … at `2n` are those at `n` with one more level of even/odd separations or
 //! reversals (bit reversal gains a separation; Makhoul's reordering keeps its top level). So a
 //! permutation recovered at `n` is extended by inserting one level, in every position and
-//! every gate setting, into one of its permutations; the candidates that pass the exact
+//! every gate setting, into one of its permutations (the others gain an identity level: their
+//! finest, or the one on the whole vector so that they act on both halves); the candidates
+//! that pass the exact
 //! reachability check are polished until one reaches the target — first from the
 //! Cooley–Tukey warm start (the size-`n` twiddles on both halves, a least-squares top level),
 //! then from random twiddles. This
@@ -34,12 +36,43 @@ pub struct Insertion {
     pub level: usize,
     /// The inserted level's gates.
     pub gates: [bool; 3],
+    /// How the other permutations grow: `false` keeps their levels on the same relative
+    /// block sizes (level `i` of size `n` becomes level `i` of size `2n`, the new finest level
+    /// the identity); `true` (only with `level == 0`) applies them to both halves (an identity
+    /// level on the whole vector, the old levels one step finer), as the inserted permutation's
+    /// own levels are.
+    pub replicate_others: bool,
+}
+
+impl Insertion {
+    /// Whether this insertion applies to permutations with these gates.
+    fn fits(&self, gates: &Gates) -> bool {
+        self.factor < gates.len()
+            && self.level <= gates[self.factor].len()
+            && (!self.replicate_others || self.level == 0)
+    }
+
+    /// The gates of the grown permutations.
+    fn apply(&self, gates: &Gates) -> Gates {
+        let mut g = gates.clone();
+        for (f, levels) in g.iter_mut().enumerate() {
+            if f == self.factor {
+                levels.insert(self.level, self.gates);
+            } else if self.replicate_others {
+                levels.insert(0, [false; 3]);
+            } else {
+                levels.push([false; 3]);
+            }
+        }
+        g
+    }
 }
 
 /// What [`grow`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrowReport {
-    /// Permutation settings of size `2n` that extend the hardened ones by one level.
+    /// Permutation settings of size `2n` that extend the hardened ones by one level and were
+    /// examined (1 when the previous doubling's insertion was accepted at once).
     pub candidates: usize,
     /// Of those, how many pass the reachability check.
     pub passing: usize,
@@ -63,22 +96,30 @@ type Gates = Vec<Vec<[bool; 3]>>;
 /// Logit magnitude of a hard gate in a grown model.
 const HARD_LOGIT: f64 = 6.0;
 
+/// The previous doubling's insertion gets this many times the polish restarts of the others.
+const HINT_POLISH_FACTOR: usize = 3;
+
+/// Doublings of each try of [`learn_by_growing`] before the lineages are compared.
+const LINEAGE_DOUBLINGS: u32 = 3;
+
 /// Passing candidates polished from the warm start ([`warm_start_from_half`]), in order of its
 /// RMSE, before the polishes from random twiddles.
 const WARM_POLISHES: usize = 3;
 
 /// Grow `small` — a hardened `B · P ⋯ P` product (BP or BPP, per-level logits) that fits the
 /// size-`n` member of a family of transforms — to a model of size `2n` for `target` (the
-/// family's size-`2n` member): every extension of its permutations by one level ([`module
+/// family's size-`2n` member). First `hint` (the insertion of the previous doubling) alone:
+/// if it passes the check and its Cooley–Tukey warm start polishes to the target, it is
+/// returned. Otherwise every extension of its permutations by one level ([`module
 /// docs`](self)) is scored by the exact check (rank test, and for `opts.real_part` the
 /// complex-structure test), and the passing ones are polished (Adam, L-BFGS,
 /// Levenberg–Marquardt and class-wise restarts, as in [`learn_transform`] after hardening):
 /// first the three with the best Cooley–Tukey warm start (`small`'s twiddles on both halves,
 /// the top level by least squares), from it; then all of them from random twiddles — first
 /// those like `hint` (the insertion of the previous doubling: the same permutation and gates,
-/// nearest level first), then by check residual — until one
-/// reaches `opts.accept_rel_rmse` of the target's scale (or `opts.time_limit` runs out). Returns the best polished model; `None`
-/// when no candidate passes the check.
+/// nearest level first), then by check residual — until one reaches `opts.accept_rel_rmse`
+/// of the target's scale (or `opts.time_limit` runs out). Returns the best polished model;
+/// `None` when no candidate passes the check.
 pub fn grow<T: Scalar>(
     small: &ButterflyProduct<T>,
     target: ArrayView2<T>,
@@ -143,6 +184,56 @@ pub fn grow<T: Scalar>(
             }
         }
     };
+    let polish = LearnOptions {
+        soft_steps: 0,
+        restarts: 1,
+        flip_gates: 0,
+        ..opts.clone()
+    };
+    let scale = rms_entry(target);
+    let accept = opts.accept_rel_rmse * scale;
+    let remaining = || LearnOptions {
+        time_limit: opts
+            .time_limit
+            .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
+        ..polish.clone()
+    };
+    let mut offset = 0;
+    // The previous doubling's insertion first, alone: along a fast algorithm's lineage its
+    // warm start polishes to the target, and scoring every extension (a minute at N = 1024)
+    // is only needed when it does not.
+    let mut hinted: Option<(ButterflyProduct<T>, Insertion, LearnReport, f64)> = None;
+    if let Some(h) = hint.filter(|h| h.fits(&gates)) {
+        let g = h.apply(&gates);
+        set_gates(big.params_mut(), &g);
+        let q = big
+            .rounded_permutation(big.params())
+            .ok_or_else(unsupported)?;
+        if check_score(target, &q, opts.real_part)? <= CHECK_TOL {
+            let warm_rmse = warm_start_from_half(&mut big, small, target, opts.real_part)?;
+            let o = LearnOptions {
+                polish_restarts: opts.polish_restarts * HINT_POLISH_FACTOR,
+                ..remaining()
+            };
+            let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(s, l))?;
+            offset += rep.steps;
+            if rep.rmse <= accept {
+                return Ok(Some((
+                    big,
+                    GrowReport {
+                        candidates: 1,
+                        passing: 1,
+                        polished: 1,
+                        inserted: h,
+                        report: rep,
+                        seconds: start.elapsed().as_secs_f64(),
+                        warm_rmse,
+                    },
+                )));
+            }
+            hinted = Some((big.clone(), h, rep, warm_rmse));
+        }
+    }
     // Every extension, scored; distinct composite permutations only.
     let mut scored: Vec<(f64, Insertion, Gates)> = Vec::new();
     let mut seen = Vec::new();
@@ -151,53 +242,65 @@ pub fn grow<T: Scalar>(
     for f in 0..gates.len() {
         for pos in 0..=gates[f].len() {
             for bits in 0..8u8 {
-                let mut g = gates.clone();
-                let ins = Insertion {
-                    factor: f,
-                    level: pos,
-                    gates: std::array::from_fn(|k| bits >> k & 1 == 1),
-                };
-                g[f].insert(pos, ins.gates);
-                set_gates(&mut params, &g);
-                let q = big.rounded_permutation(&params).ok_or_else(unsupported)?;
-                candidates += 1;
-                if seen.contains(&q) {
-                    continue;
-                }
-                let r = check_score(target, &q, opts.real_part)?;
-                seen.push(q);
-                if r <= CHECK_TOL {
-                    scored.push((r, ins, g));
+                for replicate_others in [false, true] {
+                    if replicate_others && (gates.len() == 1 || pos != 0) {
+                        continue;
+                    }
+                    let ins = Insertion {
+                        factor: f,
+                        level: pos,
+                        gates: std::array::from_fn(|k| bits >> k & 1 == 1),
+                        replicate_others,
+                    };
+                    let g = ins.apply(&gates);
+                    set_gates(&mut params, &g);
+                    let q = big.rounded_permutation(&params).ok_or_else(unsupported)?;
+                    candidates += 1;
+                    if seen.contains(&q) {
+                        continue;
+                    }
+                    let r = check_score(target, &q, opts.real_part)?;
+                    seen.push(q);
+                    if r <= CHECK_TOL {
+                        scored.push((r, ins, g));
+                    }
                 }
             }
         }
     }
     let key = |ins: &Insertion| match hint {
-        Some(h) if h.factor == ins.factor && h.gates == ins.gates => {
+        Some(h)
+            if h.factor == ins.factor
+                && h.gates == ins.gates
+                && h.replicate_others == ins.replicate_others =>
+        {
             (0, h.level.abs_diff(ins.level))
         }
         _ => (1, 0),
     };
     scored.sort_by(|a, b| key(&a.1).cmp(&key(&b.1)).then(a.0.total_cmp(&b.0)));
     let passing = scored.len();
-    let polish = LearnOptions {
-        soft_steps: 0,
-        restarts: 1,
-        flip_gates: 0,
-        ..opts.clone()
-    };
-    let scale = rms_entry(target);
+    let mut warm_rmse = f64::INFINITY;
     let mut best: Option<(ButterflyProduct<T>, Insertion, LearnReport)> = None;
     let mut polished = 0;
-    let mut offset = 0;
+    if let Some((model, h, rep, r)) = hinted {
+        warm_rmse = r;
+        best = Some((model, h, rep));
+        polished = 1;
+    }
     let mut warm = Vec::with_capacity(scored.len());
-    for (i, (_, _, g)) in scored.iter().enumerate() {
+    for (i, (_, ins, g)) in scored.iter().enumerate() {
         set_gates(big.params_mut(), g);
         let r = warm_start_from_half(&mut big, small, target, opts.real_part)?;
-        warm.push((r, i, big.params().to_vec()));
+        warm_rmse = warm_rmse.min(r);
+        if hint != Some(*ins) {
+            warm.push((r, i, big.params().to_vec()));
+        }
+    }
+    if warm_rmse.is_infinite() {
+        warm_rmse = f64::NAN;
     }
     warm.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let warm_rmse = warm.first().map_or(f64::NAN, |w| w.0);
     warm.truncate(WARM_POLISHES);
     let starts = warm
         .into_iter()
@@ -221,14 +324,12 @@ pub fn grow<T: Scalar>(
                 set_gates(big.params_mut(), g);
             }
         }
-        let o = LearnOptions {
-            time_limit: opts.time_limit.map(|t| (t - elapsed).max(0.0)),
-            ..polish.clone()
-        };
-        let rep = learn_transform(&mut big, target, &o, &mut |s, l| progress(offset + s, l))?;
+        let rep = learn_transform(&mut big, target, &remaining(), &mut |s, l| {
+            progress(offset + s, l)
+        })?;
         offset += rep.steps;
         polished += 1;
-        let done = rep.rmse <= opts.accept_rel_rmse * scale;
+        let done = rep.rmse <= accept;
         if best.as_ref().is_none_or(|(.., b)| rep.rmse < b.rmse) {
             best = Some((big.clone(), *ins, rep));
         }
@@ -358,10 +459,15 @@ pub struct GrowthStep {
 /// Learn a family of transforms at size `n` by learning its size-`n0` member with
 /// [`learn_transform`] (from random initialisation, `structure` with per-level logits, seeded
 /// by `opts.seed`) and doubling with [`grow`] (each doubling hinted by the previous one) up to
-/// `n`. When the first doubling finds no reachable extension, the size-`n0` member is learned
-/// again from another seed, up to `tries` times. `target(m)` is the family's size-`m` member.
-/// Returns the largest model that reached the target (of size `n` when every doubling
-/// succeeded; the last step records a failed doubling) and one [`GrowthStep`] per size tried.
+/// `n`. The size-`n0` member is learned from `tries` seeds (`opts.seed`, then derived ones)
+/// and each is doubled three times (or up to `n`); the lineage continued is the one that got
+/// furthest with the fewest candidates polished, then the one whose last doubling started
+/// closest to the target (along a fast algorithm's lineage every doubling repeats the
+/// previous insertion and is accepted at once from its Cooley–Tukey warm start).
+/// `target(m)` is the family's size-`m` member. Returns the
+/// largest model that reached the target (of size `n` when every doubling succeeded; the last
+/// step records a failed doubling) and the [`GrowthStep`]s of that lineage (when no first
+/// doubling succeeded, those of the last try that got furthest).
 pub fn learn_by_growing<T: Scalar>(
     n0: usize,
     n: usize,
@@ -392,7 +498,58 @@ pub fn learn_by_growing<T: Scalar>(
     let accepts =
         |t: &ndarray::Array2<T>, rmse: f64| rmse <= opts.accept_rel_rmse * rms_entry(t.view());
     let mut offset = 0;
-    let mut last: Option<(ButterflyProduct<T>, Vec<GrowthStep>)> = None;
+    // One doubling of `model` (of size `size`): the grown model when it reached the target,
+    // and the step's record.
+    let double = |model: &ButterflyProduct<T>,
+                  size: usize,
+                  hint: Option<Insertion>,
+                  offset: &mut usize,
+                  progress: &mut dyn FnMut(usize, f64)|
+     -> Result<(Option<(ButterflyProduct<T>, GrowReport)>, GrowthStep)> {
+        let t1 = Instant::now();
+        let big_target = target(2 * size)?;
+        let grown = grow(
+            model,
+            big_target.view(),
+            &remaining(opts),
+            hint,
+            &mut |s, l| progress(*offset + s, l),
+        )?;
+        let Some((big, g)) = grown else {
+            let step = GrowthStep {
+                n: 2 * size,
+                rmse: f64::NAN,
+                seconds: t1.elapsed().as_secs_f64(),
+                inserted: None,
+                polished: 0,
+                report: None,
+            };
+            return Ok((None, step));
+        };
+        *offset += g.report.steps;
+        let step = GrowthStep {
+            n: 2 * size,
+            rmse: g.report.rmse,
+            seconds: t1.elapsed().as_secs_f64(),
+            inserted: Some(g.inserted),
+            polished: g.polished,
+            report: Some(g.report.clone()),
+        };
+        let ok = accepts(&big_target, g.report.rmse);
+        Ok((ok.then_some((big, g)), step))
+    };
+    // Each try: the size-`n0` member and its first `LINEAGE_DOUBLINGS` doublings. The
+    // lineage kept is the one that got furthest with the fewest candidates polished (then the
+    // closest start of its last accepted polish): along a fast algorithm's lineage each
+    // doubling is the previous one's insertion again, accepted at once from its warm start.
+    type Lineage<T> = (
+        ButterflyProduct<T>,
+        Vec<GrowthStep>,
+        Option<Insertion>,
+        bool,
+    );
+    let mut chosen: Option<((std::cmp::Reverse<usize>, usize, f64), Lineage<T>)> = None;
+    let mut fallback: Option<(ButterflyProduct<T>, Vec<GrowthStep>)> = None;
     for t in 0..tries {
         if t > 0
             && opts
@@ -428,52 +585,57 @@ pub fn learn_by_growing<T: Scalar>(
             report: Some(rep.clone()),
         }];
         if !accepts(&small, rep.rmse) {
-            last = Some((model, steps));
+            fallback.get_or_insert((model, steps));
             continue;
         }
-        let mut hint = None;
+        if n == n0 {
+            return Ok((model, steps));
+        }
         let mut size = n0;
-        while size < n {
-            let t1 = Instant::now();
-            let big_target = target(2 * size)?;
-            let grown = grow(
-                &model,
-                big_target.view(),
-                &remaining(opts),
-                hint,
-                &mut |s, l| progress(offset + s, l),
-            )?;
+        let mut hint = None;
+        let mut polished = 0;
+        let mut last_start = f64::INFINITY;
+        while size < n && size < n0 << LINEAGE_DOUBLINGS {
+            let (grown, step) = double(&model, size, hint, &mut offset, &mut *progress)?;
+            polished += step.polished;
+            steps.push(step);
             let Some((big, g)) = grown else {
-                steps.push(GrowthStep {
-                    n: 2 * size,
-                    rmse: f64::NAN,
-                    seconds: t1.elapsed().as_secs_f64(),
-                    inserted: None,
-                    polished: 0,
-                    report: None,
-                });
                 break;
             };
-            offset += g.report.steps;
-            steps.push(GrowthStep {
-                n: 2 * size,
-                rmse: g.report.rmse,
-                seconds: t1.elapsed().as_secs_f64(),
-                inserted: Some(g.inserted),
-                polished: g.polished,
-                report: Some(g.report.clone()),
-            });
-            if !accepts(&big_target, g.report.rmse) {
-                break;
-            }
+            last_start = g.report.hardened_rmse / rms_entry(target(2 * size)?.view());
             model = big;
             hint = Some(g.inserted);
             size *= 2;
         }
-        if size > n0 {
-            return Ok((model, steps));
+        if size == n0 {
+            fallback = Some((model, steps));
+            continue;
         }
-        last = Some((model, steps));
+        let stuck = steps.last().is_some_and(|st| st.n > size);
+        let score = (std::cmp::Reverse(size), polished, last_start);
+        if chosen
+            .as_ref()
+            .is_none_or(|(best, _)| score.partial_cmp(best) == Some(std::cmp::Ordering::Less))
+        {
+            chosen = Some((score, (model, steps, hint, stuck)));
+        }
     }
-    Ok(last.expect("tries ≥ 1"))
+    let Some((_, (mut model, mut steps, mut hint, stuck))) = chosen else {
+        return Ok(fallback.expect("tries ≥ 1"));
+    };
+    if stuck {
+        return Ok((model, steps));
+    }
+    let mut size = model.n();
+    while size < n {
+        let (grown, step) = double(&model, size, hint, &mut offset, &mut *progress)?;
+        steps.push(step);
+        let Some((big, g)) = grown else {
+            break;
+        };
+        model = big;
+        hint = Some(g.inserted);
+        size *= 2;
+    }
+    Ok((model, steps))
 }
