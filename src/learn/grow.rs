@@ -438,6 +438,12 @@ fn warm_start_from_half<T: Scalar>(
     rmse(&*big, target, real_part)
 }
 
+/// A grown model and its report.
+type Grown<T> = (ButterflyProduct<T>, GrowReport);
+
+/// How far a lineage got (larger first), candidates polished, relative start of its last polish.
+type LineageScore = (std::cmp::Reverse<usize>, usize, f64);
+
 /// One size of [`learn_by_growing`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrowthStep {
@@ -505,7 +511,7 @@ pub fn learn_by_growing<T: Scalar>(
                   hint: Option<Insertion>,
                   offset: &mut usize,
                   progress: &mut dyn FnMut(usize, f64)|
-     -> Result<(Option<(ButterflyProduct<T>, GrowReport)>, GrowthStep)> {
+     -> Result<(Option<Grown<T>>, GrowthStep)> {
         let t1 = Instant::now();
         let big_target = target(2 * size)?;
         let grown = grow(
@@ -548,7 +554,7 @@ pub fn learn_by_growing<T: Scalar>(
         Option<Insertion>,
         bool,
     );
-    let mut chosen: Option<((std::cmp::Reverse<usize>, usize, f64), Lineage<T>)> = None;
+    let mut chosen: Option<(LineageScore, Lineage<T>)> = None;
     let mut fallback: Option<(ButterflyProduct<T>, Vec<GrowthStep>)> = None;
     for t in 0..tries {
         if t > 0
