@@ -553,6 +553,18 @@ fn makhoul_bit_reversal_bpp(n: usize, seed: u64) -> ButterflyProduct<C64> {
     model
 }
 
+/// `base` for a real-part fit of a hardened product: no soft phase, one candidate, no flips.
+fn polish_only(seed: u64, base: LearnOptions) -> LearnOptions {
+    LearnOptions {
+        real_part: true,
+        seed,
+        soft_steps: 0,
+        restarts: 1,
+        flip_gates: 0,
+        ..base
+    }
+}
+
 /// Polish only (no soft phase) from random twiddles at the textbook DCT-II permutations, with
 /// `opts`' polish settings (its structure-search fields are overridden); returns the RMSE.
 fn polish_dct2_at_known_permutation(n: usize, seed: u64, opts: LearnOptions) -> f64 {
@@ -561,14 +573,7 @@ fn polish_dct2_at_known_permutation(n: usize, seed: u64, opts: LearnOptions) -> 
     let perm = model.rounded_permutation(model.params()).unwrap();
     let residual = kaleidoscope::learn::butterfly_residual(target.view(), &perm, true).unwrap();
     assert!(residual <= 1e-6, "n={n}: rank test residual {residual}");
-    let opts = LearnOptions {
-        real_part: true,
-        seed,
-        soft_steps: 0,
-        restarts: 1,
-        flip_gates: 0,
-        ..opts
-    };
+    let opts = polish_only(seed, opts);
     let rep = learn_transform(&mut model, target.view(), &opts, &mut |_, _| {}).unwrap();
     let direct = rmse(&model, target.view(), true).unwrap();
     assert!((direct - rep.rmse).abs() <= 1e-12 + 1e-6 * direct);
@@ -639,14 +644,7 @@ fn grow_inserts_exactly_one_level() {
             .collect()
     };
     for seed in 0..4 {
-        let opts = LearnOptions {
-            real_part: true,
-            seed,
-            soft_steps: 0,
-            restarts: 1,
-            flip_gates: 0,
-            ..LearnOptions::default()
-        };
+        let opts = polish_only(seed, LearnOptions::default());
         let mut small = makhoul_bit_reversal_bpp(16, seed);
         let t16 = common::orthonormal_dct2(16).mapv(|v| C64::new(v, 0.0));
         learn_transform(&mut small, t16.view(), &opts, &mut |_, _| {}).unwrap();
