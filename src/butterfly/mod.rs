@@ -10,6 +10,7 @@ mod init;
 pub(crate) mod kernel;
 mod kronecker;
 mod permutation;
+mod projection;
 pub mod special;
 mod unitary;
 

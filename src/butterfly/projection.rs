@@ -1,0 +1,115 @@
+//! Projection of a dense matrix onto increasing-stride butterflies by the recursive rank-one
+//! factorisation of the butterfly's 2×2 block structure (Dao et al., ICML 2019, §3; the
+//! hierarchical identification of Zheng, Riccietti and Gribonval, *Efficient identification
+//! of butterfly sparse matrix factorizations*, 2023).
+//!
+//! An increasing-stride butterfly of size `n` is `B = T · (B_a ⊕ B_b)`, with `T` the level of
+//! stride `n/2` (a 2×2 block per pair `(i, i + n/2)`) and `B_a`, `B_b` butterflies of size
+//! `n/2`. So rows `i` and `i + n/2` of the left half of `B` are multiples `t₀₀, t₁₀` of row
+//! `i` of `B_a` (the right half likewise with `t₀₁, t₁₁` and `B_b`): a rank-one `2 × n/2`
+//! block. Taking the best rank-one approximation of each such block level by level gives the
+//! twiddles; it is exact (to rounding) for a matrix that is a butterfly and a greedy
+//! approximation otherwise.
+
+use super::Butterfly;
+use crate::error::{check_pow2, check_shape, Result};
+use crate::linear_map::LinearMap;
+use crate::scalar::Scalar;
+use ndarray::{s, Array2, ArrayView2};
+use num_complex::Complex64;
+
+/// The best rank-one approximation `u · r` (`‖u‖ = 1`) of the `2 × c` matrix with rows `x0`,
+/// `x1`: `u` the leading eigenvector of the 2×2 Gram matrix, `r = uᴴ X`.
+fn rank_one(x0: &[Complex64], x1: &[Complex64]) -> ([Complex64; 2], Vec<Complex64>) {
+    let g00: f64 = x0.iter().map(|z| z.norm_sqr()).sum();
+    let g11: f64 = x1.iter().map(|z| z.norm_sqr()).sum();
+    let g01: Complex64 = x0.iter().zip(x1).map(|(a, b)| a * b.conj()).sum();
+    let zero = Complex64::new(0.0, 0.0);
+    let u = if g01.norm() <= 1e-300 {
+        if g00 >= g11 {
+            [Complex64::new(1.0, 0.0), zero]
+        } else {
+            [zero, Complex64::new(1.0, 0.0)]
+        }
+    } else {
+        let half = 0.5 * (g00 - g11);
+        let lambda = 0.5 * (g00 + g11) + (half * half + g01.norm_sqr()).sqrt();
+        // (G − λ I) u = 0 with G = [[g00, g01], [conj g01, g11]]: u ∝ (g01, λ − g00).
+        let (a, b) = (g01, Complex64::new(lambda - g00, 0.0));
+        let norm = (a.norm_sqr() + b.norm_sqr()).sqrt();
+        [a / norm, b / norm]
+    };
+    let r = x0
+        .iter()
+        .zip(x1)
+        .map(|(a, b)| u[0].conj() * a + u[1].conj() * b)
+        .collect();
+    (u, r)
+}
+
+impl<T: Scalar> Butterfly<T> {
+    /// The increasing-stride butterfly (one block, no bias, size `n × n` with `n` a power of
+    /// two ≥ 2) obtained from `dense` by the recursive rank-one projection of the [module
+    /// docs](self), and the relative Frobenius error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero
+    /// matrix). Exact to rounding when `dense` is such a butterfly; otherwise a greedy
+    /// projection (a starting point for fitting, not the best butterfly approximation). For a
+    /// real `T` the twiddles are real.
+    pub fn project(dense: ArrayView2<T>) -> Result<(Self, f64)> {
+        let n = dense.nrows();
+        check_pow2("n", n)?;
+        check_shape("dense", dense.dim(), (n, n))?;
+        if n < 2 {
+            return Err(crate::Error::InvalidArgument {
+                what: "dense",
+                message: "expected at least a 2 × 2 matrix".into(),
+            });
+        }
+        let log_n = n.trailing_zeros() as usize;
+        let mut tw = vec![Complex64::new(0.0, 0.0); log_n * n / 2 * 4];
+        // Blocks still to factor: (offset, size-s sub-butterfly as a dense matrix).
+        let mut blocks = vec![(0usize, dense.mapv(|v| v.to_c64()))];
+        while let Some((off, m)) = blocks.pop() {
+            let size = m.nrows();
+            let h = size / 2;
+            let level = h.trailing_zeros() as usize;
+            let mut halves = [Array2::zeros((h, h)), Array2::zeros((h, h))];
+            for i in 0..h {
+                let p = off / 2 + i;
+                let t = &mut tw[(level * n / 2 + p) * 4..(level * n / 2 + p) * 4 + 4];
+                for (side, half) in halves.iter_mut().enumerate() {
+                    let cols = side * h..(side + 1) * h;
+                    let x0: Vec<Complex64> = m.slice(s![i, cols.clone()]).to_vec();
+                    let x1: Vec<Complex64> = m.slice(s![i + h, cols]).to_vec();
+                    if h == 1 {
+                        t[side] = x0[0];
+                        t[2 + side] = x1[0];
+                        continue;
+                    }
+                    let (u, r) = rank_one(&x0, &x1);
+                    t[side] = u[0];
+                    t[2 + side] = u[1];
+                    half.row_mut(i).assign(&ndarray::ArrayView1::from(&r));
+                }
+            }
+            if h > 1 {
+                let [a, b] = halves;
+                blocks.push((off, a));
+                blocks.push((off + h, b));
+            }
+        }
+        let twiddle = tw.into_iter().map(|z| T::from_parts(z.re, z.im)).collect();
+        let b = Butterfly::from_twiddle(n, n, 1, true, twiddle, None)?;
+        let approx = b.to_dense();
+        let (mut err, mut total) = (0.0, 0.0);
+        for (x, y) in approx.iter().zip(dense.iter()) {
+            err += (x.to_c64() - y.to_c64()).norm_sqr();
+            total += y.to_c64().norm_sqr();
+        }
+        let rel = if total == 0.0 {
+            0.0
+        } else {
+            (err / total).sqrt()
+        };
+        Ok((b, rel))
+    }
+}
