@@ -116,8 +116,10 @@ struct Args {
     #[arg(long)]
     time_limit: Option<f64>,
     /// Learn the transform at this size first and double it level by level up to --n
-    /// (`learn::learn_by_growing`; BP/BPP structures): what recovers the DCT-II/DST-II beyond
-    /// N = 16, where the soft search fails.
+    /// (`learn::learn_by_growing`): what recovers the DCT-II/DST-II (BPP) beyond N = 16, where
+    /// the soft search fails. The convolution (BPBP) is grown from N = 2 by default, each
+    /// doubling exact (the Cooley–Tukey step); `--grow-from N` with N = --n learns it at full
+    /// size from random initialisation instead.
     #[arg(long)]
     grow_from: Option<usize>,
     /// With --grow-from: seeds of the starting size, each doubled once; the lineage whose
@@ -280,7 +282,12 @@ fn run<T: Scalar>(
             bar.set_message(format!("RMSE {rmse:.2e}"));
         }
     };
-    let rep = match args.grow_from {
+    // The convolution's BPBP is grown from N = 2 unless told otherwise: the soft search
+    // fails from N = 16, and doubling needs the Cooley–Tukey factorisation at the start.
+    let grow_from = args
+        .grow_from
+        .or((t == Transform::Conv && s == Structure::Bpbp).then_some(2));
+    let rep = match grow_from {
         Some(n0) if n0 < n => {
             let family = |m: usize| -> Result<Array2<T>, kaleidoscope::Error> {
                 let t64 = self::target(t, m, args.seed).map_err(|e| {
@@ -305,11 +312,14 @@ fn run<T: Scalar>(
                         st.seconds,
                         st.inserted
                             .map(|i| format!(
-                                ", inserted level {} of permutation {} with gates {:?}{}",
+                                ", inserted level {} of permutation {} with gates {:?}{}{}",
                                 i.level,
                                 i.factor,
                                 i.gates,
-                                if i.replicate_others { " (others replicated)" } else { "" }
+                                if i.replicate_others { " (others replicated)" } else { "" },
+                                i.inner_gates
+                                    .map(|g| format!(" and level 0 of permutation 0 with {g:?}"))
+                                    .unwrap_or_default()
                             ))
                             .unwrap_or_default()
                     )
@@ -368,8 +378,8 @@ fn run<T: Scalar>(
 
 /// The dense target, complex (real transforms have zero imaginary part).
 fn target(t: Transform, n: usize, seed: u64) -> Result<Array2<C64>, Box<dyn std::error::Error>> {
-    if !n.is_power_of_two() || n < 4 {
-        return Err(format!("--n must be a power of two ≥ 4, got {n}").into());
+    if !n.is_power_of_two() || n < 2 {
+        return Err(format!("--n must be a power of two ≥ 2, got {n}").into());
     }
     let nf = n as f64;
     let real = |f: &dyn Fn(usize, usize) -> f64| {

@@ -127,12 +127,20 @@ fn projection_recovers_butterflies() {
         let (p, err) = Butterfly::<T>::project(w.view()).unwrap();
         let back = butterfly_dense_reference(&p);
         let direct = rel_err(back.view(), w.view());
-        assert!(err <= 1e-12 && direct <= 1e-12, "{} n={n}: {err:.2e} {direct:.2e}", T::NAME);
+        assert!(
+            err <= 1e-12 && direct <= 1e-12,
+            "{} n={n}: {err:.2e} {direct:.2e}",
+            T::NAME
+        );
         assert!((err - direct).abs() <= 1e-12);
         if n >= 4 {
             let g = randn::<T>(n, n, seed + 7);
             let (_, e) = Butterfly::<T>::project(g.view()).unwrap();
-            assert!(e > 0.1, "{} n={n}: a Gaussian matrix projected to {e:.2e}", T::NAME);
+            assert!(
+                e > 0.1,
+                "{} n={n}: a Gaussian matrix projected to {e:.2e}",
+                T::NAME
+            );
         }
     }
     for (i, n) in [2, 4, 8, 16, 32, 64, 128].into_iter().enumerate() {

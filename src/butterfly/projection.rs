@@ -49,8 +49,10 @@ fn rank_one(x0: &[Complex64], x1: &[Complex64]) -> ([Complex64; 2], Vec<Complex6
 
 impl<T: Scalar> Butterfly<T> {
     /// The increasing-stride butterfly (one block, no bias, size `n × n` with `n` a power of
-    /// two ≥ 2) obtained from `dense` by the recursive rank-one projection of the [module
-    /// docs](self), and the relative Frobenius error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero
+    /// two ≥ 2) obtained from `dense` by a recursive rank-one projection (with
+    /// `B = T · (B_a ⊕ B_b)`, rows `i` and `i + n/2` of each half of `B` are multiples of one
+    /// row of `B_a` or `B_b`: the best rank-one fit of each such `2 × n/2` block gives `T`'s
+    /// 2×2 block and the rows of the halves, factored in turn), and the relative Frobenius error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero
     /// matrix). Exact to rounding when `dense` is such a butterfly; otherwise a greedy
     /// projection (a starting point for fitting, not the best butterfly approximation). For a
     /// real `T` the twiddles are real.

@@ -12,6 +12,7 @@
 //! replaces the soft phase, whose search is what fails for real-part targets such as the
 //! DCT-II from N = 32 on.
 
+use super::grow_bpbp::{diagonalize_base, grow_bpbp};
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
 use super::recipe::{
     check_score, learn_transform, mix, rms_entry, rmse, LearnOptions, LearnReport, CHECK_TOL,
@@ -42,6 +43,10 @@ pub struct Insertion {
     /// level on the whole vector, the old levels one step finer), as the inserted permutation's
     /// own levels are.
     pub replicate_others: bool,
+    /// BPBP products only ([`grow`] of a `B₂ · P₂ · B₁ · P₁`): the gates of the level inserted
+    /// on the whole vector of `P₁` (its old levels one step finer, so `B₁ · P₁` acts as the
+    /// size-`n` one on both halves); `factor`, `level` and `gates` then describe `P₂`'s level.
+    pub inner_gates: Option<[bool; 3]>,
 }
 
 impl Insertion {
@@ -58,6 +63,8 @@ impl Insertion {
         for (f, levels) in g.iter_mut().enumerate() {
             if f == self.factor {
                 levels.insert(self.level, self.gates);
+            } else if let (0, Some(g)) = (f, self.inner_gates) {
+                levels.insert(0, g);
             } else if self.replicate_others {
                 levels.insert(0, [false; 3]);
             } else {
@@ -108,10 +115,14 @@ const WARM_POLISHES: usize = 3;
 
 /// Grow `small` — a hardened `B · P ⋯ P` product (BP or BPP, per-level logits) that fits the
 /// size-`n` member of a family of transforms — to a model of size `2n` for `target` (the
-/// family's size-`2n` member). First `hint` (the insertion of the previous doubling) alone:
-/// if it passes the check and its Cooley–Tukey warm start polishes to the target, it is
-/// returned. Otherwise every extension of its permutations by one level ([`module
-/// docs`](self)) is scored by the exact check (rank test, and for `opts.real_part` the
+/// family's size-`2n` member). A BPBP `small` (a convolution) is grown by the exact
+/// Cooley–Tukey doubling instead (its inner factor `B₁ · P₁` on both halves, a top level
+/// that diagonalises the target, `B₂` projected onto a butterfly; complex targets only,
+/// `None` when `small`'s inner factor does not diagonalise the target). First `hint` (the
+/// insertion of the previous doubling) alone: if it passes the check and its Cooley–Tukey
+/// warm start polishes to the target, it is returned. Otherwise every extension of its
+/// permutations by one level (any position, any gate setting, into one permutation) is
+/// scored by the exact check (rank test, and for `opts.real_part` the
 /// complex-structure test), and the passing ones are polished (Adam, L-BFGS,
 /// Levenberg–Marquardt and class-wise restarts, as in [`learn_transform`] after hardening):
 /// first the three with the best Cooley–Tukey warm start (`small`'s twiddles on both halves,
@@ -127,6 +138,14 @@ pub fn grow<T: Scalar>(
     hint: Option<Insertion>,
     progress: &mut dyn FnMut(usize, f64),
 ) -> Result<Option<(ButterflyProduct<T>, GrowReport)>> {
+    let butterflies = small
+        .factors()
+        .iter()
+        .filter(|f| matches!(f, Factor::Butterfly(_)))
+        .count();
+    if butterflies == 2 {
+        return grow_bpbp(small, target, opts, hint, progress);
+    }
     let start = Instant::now();
     let n = 2 * small.n();
     check_shape("target", target.dim(), (n, n))?;
@@ -251,6 +270,7 @@ pub fn grow<T: Scalar>(
                         level: pos,
                         gates: std::array::from_fn(|k| bits >> k & 1 == 1),
                         replicate_others,
+                        inner_gates: None,
                     };
                     let g = ins.apply(&gates);
                     set_gates(&mut params, &g);
@@ -470,7 +490,10 @@ pub struct GrowthStep {
 /// furthest with the fewest candidates polished, then the one whose last doubling started
 /// closest to the target (along a fast algorithm's lineage every doubling repeats the
 /// previous insertion and is accepted at once from its Cooley–Tukey warm start).
-/// `target(m)` is the family's size-`m` member. Returns the
+/// `target(m)` is the family's size-`m` member. For BPBP (convolutions) use `n0 = 2`: the
+/// size-2 fit is then replaced by the target's diagonalisation, the start of the exact
+/// Cooley–Tukey lineage that [`grow`] doubles (a BPBP fitted at a small size from random
+/// initialisation factors through an arbitrary inner map, which does not extend). Returns the
 /// largest model that reached the target (of size `n` when every doubling succeeded; the last
 /// step records a failed doubling) and the [`GrowthStep`]s of that lineage (when no first
 /// doubling succeeded, those of the last try that got furthest).
@@ -578,10 +601,15 @@ pub fn learn_by_growing<T: Scalar>(
             seed,
             ..opts.clone()
         });
-        let rep = learn_transform(&mut model, small.view(), &o, &mut |s, l| {
+        let mut rep = learn_transform(&mut model, small.view(), &o, &mut |s, l| {
             progress(offset + s, l)
         })?;
         offset += rep.steps;
+        if structure == Structure::Bpbp && n0 == 2 && !opts.real_part {
+            if let Some(r) = diagonalize_base(&mut model, small.view())? {
+                rep.rmse = r;
+            }
+        }
         let mut steps = vec![GrowthStep {
             n: n0,
             rmse: rep.rmse,

@@ -10,6 +10,7 @@ mod check;
 mod fit;
 mod gauss_newton;
 mod grow;
+mod grow_bpbp;
 mod optim;
 mod permutation;
 mod recipe;
