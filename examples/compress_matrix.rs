@@ -137,7 +137,7 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
             _ => b,
         }
     };
-    let total = block_counts.len() * 4 + ldr_budgets.len() + 2;
+    let total = block_counts.len() * 4 + ldr_budgets.len() + 3;
     let bar = ProgressBar::new(total as u64)
         .with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("template"));
     let mut rows = Vec::new();
@@ -255,6 +255,19 @@ fn compress<T: Scalar>(target: Array2<T>, args: &Args) -> kaleidoscope::Result<(
             params: fit.map.num_params(),
             rel_err: fit.err / norm,
             time_s: time_map(&fit.map, &x),
+        });
+        bar.inc(1);
+    }
+    if inp == out && inp.is_power_of_two() && inp >= 2 {
+        bar.set_message("butterfly projection");
+        let (b, _) = kaleidoscope::Butterfly::<T>::project(target.view())?;
+        let err = frob(&(b.to_dense() - &target));
+        rows.push(Row {
+            family: "butterfly projection",
+            detail: "1 block, no training".into(),
+            params: b.num_params(),
+            rel_err: err / norm,
+            time_s: time_map(&b, &x),
         });
         bar.inc(1);
     }
@@ -485,6 +498,9 @@ fn report<T: Scalar>(
     );
     println!("Z_1 W − W Z_-1 by truncated SVD (exact at displacement rank ≤ r, e.g. Toeplitz: r = 2), scaled,");
     println!("then --ldr-seconds of Adam on a sketched loss ‖X(W − A)ᵀ‖²; LDR rows only for ranks ≤ --ldr-max-rank).");
+    println!("The butterfly projection (square power-of-two sizes) fits each level's 2×2 blocks by rank-one");
+    println!("approximations, top level first: exact for a butterfly, greedy otherwise (the DFT needs its");
+    println!("bit-reversal permutation first, which this row does not search for).");
     if let Some(path) = &args.plot {
         plot(&rows, dense_params, path)?;
         println!("wrote {}", path.display());
