@@ -15,7 +15,7 @@ use kaleidoscope::learn::{
     gauss_newton, grow, learn_by_growing, learn_transform, rmse, ButterflyProduct, Factor,
     GaussNewtonOptions, LearnOptions, LearnReport, LogitSharing, Structure,
 };
-use kaleidoscope::{Differentiable, Init, LinearMap, Permutation, Scalar, C64};
+use kaleidoscope::{Differentiable, Init, LinearMap, Permutation, Scalar, C32, C64};
 use ndarray::Array2;
 use rustfft::FftPlanner;
 
@@ -707,8 +707,8 @@ fn bpbp_dense(model: &ButterflyProduct<C64>) -> Array2<C64> {
 /// Cooley–Tukey step: `B₁ · P₁` diagonalises the circulant, `B₂` is projected), so a random
 /// circulant is reached to RMSE ≤ 1e-12 at N = 64 for 5 seeds and at N = 1024 for one, with
 /// both permutations the bit reversal (the paper's BPBP of a convolution), checked against
-/// the product of the factors' dense matrices. Targets that are not circulants stop the
-/// growth at the first doubling.
+/// the product of the factors' dense matrices; in f32 at N = 256 to ≤ 1e-6. Targets that are
+/// not circulants stop the growth at the first doubling.
 #[test]
 fn convolution_grown_as_bpbp() {
     let nothing = &mut |_: usize, _: f64| {};
@@ -735,6 +735,22 @@ fn convolution_grown_as_bpbp() {
         assert!(err <= 1e-12, "seed={seed} n={n}: {err:.2e}");
         assert!((err - last.rmse).abs() <= 1e-12);
     }
+    // In f32: the same lineage, to the f32 rounding of the target's scale (RMS entry 1/16).
+    let target32 = |m: usize| Ok(circulant(m, 5).mapv(|z| C32::new(z.re as f32, z.im as f32)));
+    let (model, _) = learn_by_growing(
+        2,
+        256,
+        Structure::Bpbp,
+        &target32,
+        &LearnOptions::default(),
+        4,
+        nothing,
+    )
+    .unwrap();
+    assert_eq!(model.n(), 256);
+    let r = rmse(&model, target32(256).unwrap().view(), false).unwrap();
+    println!("conv f32 n=256: {r:.2e}");
+    assert!(r <= 1e-6, "f32: {r:.2e}");
     let gaussian = |m: usize| Ok(common::randn::<C64>(m, m, 3));
     let (model, steps) = learn_by_growing(
         2,

@@ -27,8 +27,15 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Instant;
 
-/// Projection error (relative) below which a candidate's `B₂` counts as a butterfly.
+/// Projection error (relative) below which a candidate's `B₂` counts as a butterfly, and
+/// coupling outside the pairs below which `B₁ · P₁` counts as diagonalising (f64; for `f32`
+/// models `1e3 ε` of the scalar when that is larger).
 const PROJECTION_TOL: f64 = 1e-6;
+
+fn tolerance<T: Scalar>() -> f64 {
+    PROJECTION_TOL
+        .max(1e3 * crate::scalar::RealScalar::to_f64(<T::Real as num_traits::Float>::epsilon()))
+}
 
 /// Logit magnitude of a hard gate.
 const HARD_LOGIT: f64 = 6.0;
@@ -118,10 +125,10 @@ fn off_pair_energy(c: &Mat, half: usize) -> f64 {
 /// eigenvectors of `C`'s 2×2 block `i`, ordered so that the first has `y₁/y₀` with argument
 /// in `(−π, 0]` (the DFT's twiddle `e^{−2πi·i/2n}` of frequency `i`; the other is `−` it, the
 /// frequency `i + half`). `None` when `C` is not of that form.
-fn diagonalizing_top(m: &Mat, k: &Mat, half: usize) -> Option<(Vec<Complex64>, Mat)> {
+fn diagonalizing_top(m: &Mat, k: &Mat, half: usize, tol: f64) -> Option<(Vec<Complex64>, Mat)> {
     let n = 2 * half;
     let c = m * k;
-    if off_pair_energy(&c, half) > PROJECTION_TOL {
+    if off_pair_energy(&c, half) > tol {
         return None;
     }
     let mut top = vec![Complex64::new(0.0, 0.0); half * 4];
@@ -183,8 +190,8 @@ fn diagonalizing_top(m: &Mat, k: &Mat, half: usize) -> Option<(Vec<Complex64>, M
 /// model of size `2n` for `target` (see the [module docs](self)). The candidate levels
 /// (8 gate settings on the whole vector of `P₁`, every position and gate setting of `P₂`; the
 /// previous doubling's `hint` first, then `P₂`'s level on the whole vector) are scored by the
-/// projection error of `B₂`; the first within `PROJECTION_TOL` (or else the best) is
-/// completed by [`Butterfly::project`] and polished by [`learn_transform`] (no soft phase).
+/// projection error of `B₂`; the first within 1e-6 (f64; `1e3 ε` for f32) — or else the best — is
+/// completed by [`Butterfly::project`] and polished by [`learn_transform`] (L-BFGS only).
 /// Returns `None` when no candidate projects within 1 % (not the structure of this family).
 pub(super) fn grow_bpbp<T: Scalar>(
     small: &ButterflyProduct<T>,
@@ -227,6 +234,7 @@ pub(super) fn grow_bpbp<T: Scalar>(
         half,
     );
     let a_faer = faer::Mat::<Complex64>::from_fn(n, n, |i, j| target[(i, j)].to_c64());
+    let tol = tolerance::<T>();
     let all_gates: Vec<[bool; 3]> = (0..8u8)
         .map(|bits| std::array::from_fn(|k| bits >> k & 1 == 1))
         .collect();
@@ -263,7 +271,7 @@ pub(super) fn grow_bpbp<T: Scalar>(
         if !(0..n).all(|j| (0..n).all(|i| k[(i, j)].re.is_finite() && k[(i, j)].im.is_finite())) {
             continue;
         }
-        let Some((top, k)) = diagonalizing_top(&m, &k, half) else {
+        let Some((top, k)) = diagonalizing_top(&m, &k, half, tol) else {
             continue;
         };
         let mut seen_outer: Vec<Permutation> = Vec::new();
@@ -291,7 +299,7 @@ pub(super) fn grow_bpbp<T: Scalar>(
                 replicate_others: false,
                 inner_gates: Some(*gi),
             };
-            let pass = err <= PROJECTION_TOL;
+            let pass = err <= tol;
             passing += usize::from(pass);
             if best.as_ref().is_none_or(|(e, ..)| err < *e) {
                 best = Some((err, ins, top.clone(), b2));
@@ -336,6 +344,9 @@ pub(super) fn grow_bpbp<T: Scalar>(
         flip_gates: 0,
         polish_restarts: 0,
         gn_iters: 0,
+        // L-BFGS only: Adam's normalised first steps would throw an exact start (in f32,
+        // short of a 1e-12 target) off the lineage.
+        polish_steps: 0,
         time_limit: opts
             .time_limit
             .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
@@ -382,7 +393,7 @@ pub(super) fn diagonalize_base<T: Scalar>(
         });
     }
     let a = Mat::from_fn(2, 2, |i, j| target[(i, j)].to_c64());
-    let Some((top, k)) = diagonalizing_top(&Mat::identity(2, 2), &a, 1) else {
+    let Some((top, k)) = diagonalizing_top(&Mat::identity(2, 2), &a, 1, tolerance::<T>()) else {
         return Ok(None);
     };
     let ranges = model.logit_ranges();
