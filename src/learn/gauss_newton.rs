@@ -143,7 +143,10 @@ impl Paths {
     /// `Jᵀ w`, with a parameter's real and imaginary components as one complex number.
     fn jtw(&self, w: &[Complex64], len: usize) -> Vec<Complex64> {
         let l = self.levels;
-        let per = (self.n / rayon::current_num_threads().max(1)).max(1) * self.n * l;
+        // A split fixed by the size, not the thread count, so the sums' order (and the
+        // result, bit for bit) is the same on every machine.
+        const PARTS: usize = 16;
+        let per = (self.n / PARTS).max(1) * self.n * l;
         let parts: Vec<Vec<Complex64>> = self
             .index
             .par_chunks(per)
