@@ -589,20 +589,30 @@ impl<T: Scalar> Differentiable<T> for Butterfly<T> {
                 .fold(init(), job)
                 .grads
         } else {
-            dx.axis_chunks_iter_mut(Axis(0), LANES)
-                .into_par_iter()
+            // Tiles in a fixed number of contiguous groups, summed in order: the gradient is
+            // the same, bit for bit, whatever the thread count and the work stealing.
+            const GROUPS: usize = 32;
+            let tiles: Vec<(usize, ArrayViewMut2<T>)> = dx
+                .axis_chunks_iter_mut(Axis(0), LANES)
                 .enumerate()
-                .fold(init, job)
-                .map(|ws| ws.grads)
-                .reduce(
-                    || vec![T::zero(); tw_len],
-                    |mut a, b| {
-                        for (u, v) in a.iter_mut().zip(b) {
-                            *u += v;
-                        }
-                        a
-                    },
-                )
+                .collect();
+            let per = tiles.len().div_ceil(GROUPS);
+            let mut groups: Vec<Vec<(usize, ArrayViewMut2<T>)>> = Vec::new();
+            let mut it = tiles.into_iter().peekable();
+            while it.peek().is_some() {
+                groups.push(it.by_ref().take(per).collect());
+            }
+            let parts: Vec<Vec<T>> = groups
+                .into_par_iter()
+                .map(|g| g.into_iter().fold(init(), job).grads)
+                .collect();
+            let mut total = vec![T::zero(); tw_len];
+            for part in parts {
+                for (u, v) in total.iter_mut().zip(part) {
+                    *u += v;
+                }
+            }
+            total
         };
         for (g, d) in grads[..tw_len].iter_mut().zip(tw_grads) {
             *g += d;
