@@ -189,10 +189,12 @@ fn diagonalizing_top(m: &Mat, k: &Mat, half: usize, tol: f64) -> Option<(Vec<Com
 /// one block without bias) fitting the size-`n` member of a family of convolutions — to a
 /// model of size `2n` for `target` (see the [module docs](self)). The candidate levels
 /// (8 gate settings on the whole vector of `P₁`, every position and gate setting of `P₂`; the
-/// previous doubling's `hint` first, then `P₂`'s level on the whole vector) are scored by the
-/// projection error of `B₂`; the first within 1e-6 (f64; `1e3 ε` for f32) — or else the best — is
-/// completed by [`Butterfly::project`] and polished by [`learn_transform`] (L-BFGS only).
-/// Returns `None` when no candidate projects within 1 % (not the structure of this family).
+/// previous doubling's `hint` first, then `P₂`'s level on the whole vector) are screened:
+/// `P₁`'s by whether `B₁ · P₁` with the diagonalising top level turns the target diagonal,
+/// `P₂`'s by the projection error of `B₂`. The first within 1e-6 (f64; `1e3 ε` for f32), or
+/// else the best, is completed by [`Butterfly::project`] and polished by [`learn_transform`]
+/// (L-BFGS only). Returns `None` when no candidate projects within 1 % (the target is not a
+/// circulant of the size-`n` model's lineage).
 pub(super) fn grow_bpbp<T: Scalar>(
     small: &ButterflyProduct<T>,
     target: ArrayView2<T>,
