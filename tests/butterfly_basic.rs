@@ -168,11 +168,7 @@ fn backward_is_independent_of_the_thread_count() {
     let x = randn::<C64>(1000, 64, 4);
     let dy = randn::<C64>(1000, 64, 5);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let mut g = vec![C64::new(0.0, 0.0); b.params().len()];
             let dx = b.backward(x.view(), dy.view(), &mut g).unwrap();
             (g, dx)

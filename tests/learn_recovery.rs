@@ -285,11 +285,7 @@ fn gauss_newton_is_independent_of_the_thread_count() {
         ..GaussNewtonOptions::default()
     };
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::on_threads(threads, || {
             let mut m = start.clone();
             let rep = gauss_newton(&mut m, target.view(), &opts).unwrap();
             (m.params().to_vec(), rep.rmse)

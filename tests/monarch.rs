@@ -212,11 +212,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let x = randn::<f32>(1100, 64, 9);
     let dy = randn::<f32>(1100, 96, 10);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let y = m.apply(x.view()).unwrap();
             let mut g = vec![0.0f32; m.num_params()];
             let dx = m.backward(x.view(), dy.view(), &mut g).unwrap();

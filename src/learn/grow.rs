@@ -12,7 +12,7 @@
 //! replaces the soft phase, whose search is what fails for real-part targets such as the
 //! DCT-II from N = 32 on.
 
-use super::grow_bpbp::{diagonalize_base, grow_bpbp};
+use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp};
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
 use super::recipe::{
     check_score, learn_transform, mix, rms_entry, rmse, LearnOptions, LearnReport, CHECK_TOL,
@@ -398,18 +398,12 @@ fn warm_start_from_half<T: Scalar>(
     {
         let p = big.params_mut();
         let len = p.len();
-        let tw = &mut p[len - (m + 1) * (n / 2) * 4..];
-        for l in 0..m {
-            for q in 0..n / 2 {
-                let src = (l * (half / 2) + q % (half / 2)) * 4;
-                let dst = (l * (n / 2) + q) * 4;
-                tw[dst..dst + 4].copy_from_slice(&small_tw[src..src + 4]);
-            }
-        }
-        for q in 0..n / 2 {
-            let t = &mut tw[top + 4 * q..top + 4 * q + 4];
-            t.copy_from_slice(&[T::one(), T::zero(), T::zero(), T::one()]);
-        }
+        p[len - (m + 1) * (n / 2) * 4..].copy_from_slice(&doubled_inner(
+            &small_tw,
+            half,
+            T::zero(),
+            T::one(),
+        ));
     }
     big.soften();
     big.harden();

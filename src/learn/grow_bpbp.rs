@@ -65,12 +65,12 @@ fn gates_of<T: Scalar>(logits: &[T]) -> Vec<[bool; 3]> {
         .collect()
 }
 
-/// The size-`2·half` butterfly whose inner levels are `small`'s twiddles on both halves and
-/// whose top level (stride `half`) is the identity.
-fn doubled_inner(small: &[Complex64], half: usize) -> Vec<Complex64> {
+/// The twiddles of a size-`2·half` increasing-stride butterfly whose inner levels are
+/// `small`'s (size `half`) on both halves and whose top level (stride `half`) is the identity.
+pub(super) fn doubled_inner<V: Copy>(small: &[V], half: usize, zero: V, one: V) -> Vec<V> {
     let n = 2 * half;
     let m = half.trailing_zeros() as usize;
-    let mut tw = vec![Complex64::new(0.0, 0.0); (m + 1) * (n / 2) * 4];
+    let mut tw = vec![zero; (m + 1) * (n / 2) * 4];
     for l in 0..m {
         for q in 0..n / 2 {
             let src = (l * (half / 2) + q % (half / 2)) * 4;
@@ -80,8 +80,8 @@ fn doubled_inner(small: &[Complex64], half: usize) -> Vec<Complex64> {
     }
     for q in 0..n / 2 {
         let t = &mut tw[(m * (n / 2) + q) * 4..(m * (n / 2) + q) * 4 + 4];
-        t[0] = Complex64::new(1.0, 0.0);
-        t[3] = Complex64::new(1.0, 0.0);
+        t[0] = one;
+        t[3] = one;
     }
     tw
 }
@@ -234,6 +234,8 @@ pub(super) fn grow_bpbp<T: Scalar>(
     let mut inner_tw = doubled_inner(
         &b1.twiddle().iter().map(|v| v.to_c64()).collect::<Vec<_>>(),
         half,
+        Complex64::new(0.0, 0.0),
+        Complex64::new(1.0, 0.0),
     );
     let a_faer = faer::Mat::<Complex64>::from_fn(n, n, |i, j| target[(i, j)].to_c64());
     let tol = tolerance::<T>();

@@ -226,3 +226,13 @@ pub fn orthonormal_dst2(n: usize) -> Array2<f64> {
             * (std::f64::consts::PI * ((k + 1) * (2 * j + 1)) as f64 / (2 * n) as f64).sin()
     })
 }
+
+/// `f` run on a rayon pool of `threads` threads (for checks that results do not depend on the
+/// thread count).
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+        .install(f)
+}
