@@ -592,18 +592,12 @@ impl<T: Scalar> Differentiable<T> for Butterfly<T> {
             // Tiles in a fixed number of contiguous groups, summed in order: the gradient is
             // the same, bit for bit, whatever the thread count and the work stealing.
             const GROUPS: usize = 32;
-            let tiles: Vec<(usize, ArrayViewMut2<T>)> = dx
+            let per = x.nrows().div_ceil(LANES).div_ceil(GROUPS);
+            let parts: Vec<Vec<T>> = dx
                 .axis_chunks_iter_mut(Axis(0), LANES)
-                .enumerate()
-                .collect();
-            let per = tiles.len().div_ceil(GROUPS);
-            let mut groups: Vec<Vec<(usize, ArrayViewMut2<T>)>> = Vec::new();
-            let mut it = tiles.into_iter().peekable();
-            while it.peek().is_some() {
-                groups.push(it.by_ref().take(per).collect());
-            }
-            let parts: Vec<Vec<T>> = groups
                 .into_par_iter()
+                .enumerate()
+                .chunks(per)
                 .map(|g| g.into_iter().fold(init(), job).grads)
                 .collect();
             let mut total = vec![T::zero(); tw_len];

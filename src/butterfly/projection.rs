@@ -80,14 +80,17 @@ impl<T: Scalar> Butterfly<T> {
                 let t = &mut tw[(level * n / 2 + p) * 4..(level * n / 2 + p) * 4 + 4];
                 for (side, half) in halves.iter_mut().enumerate() {
                     let cols = side * h..(side + 1) * h;
-                    let x0: Vec<Complex64> = m.slice(s![i, cols.clone()]).to_vec();
-                    let x1: Vec<Complex64> = m.slice(s![i + h, cols]).to_vec();
+                    let (r0, r1) = (m.slice(s![i, cols.clone()]), m.slice(s![i + h, cols]));
+                    let (x0, x1) = (
+                        r0.as_slice().expect("rows of an owned matrix"),
+                        r1.as_slice().expect("rows of an owned matrix"),
+                    );
                     if h == 1 {
                         t[side] = x0[0];
                         t[2 + side] = x1[0];
                         continue;
                     }
-                    let (u, r) = rank_one(&x0, &x1);
+                    let (u, r) = rank_one(x0, x1);
                     t[side] = u[0];
                     t[2 + side] = u[1];
                     half.row_mut(i).assign(&ndarray::ArrayView1::from(&r));

@@ -452,8 +452,8 @@ fn warm_start_from_half<T: Scalar>(
     rmse(&*big, target, real_part)
 }
 
-/// A grown model and its report.
-type Grown<T> = (ButterflyProduct<T>, GrowReport);
+/// A grown model, its report, and where its polish started relative to the target's RMS entry.
+type Grown<T> = (ButterflyProduct<T>, GrowReport, f64);
 
 /// How far a lineage got (larger first), candidates polished, relative start of its last polish.
 type LineageScore = (std::cmp::Reverse<usize>, usize, f64);
@@ -559,7 +559,8 @@ pub fn learn_by_growing<T: Scalar>(
             report: Some(g.report.clone()),
         };
         let ok = accepts(&big_target, g.report.rmse);
-        Ok((ok.then_some((big, g)), step))
+        let start = g.report.hardened_rmse / rms_entry(big_target.view());
+        Ok((ok.then_some((big, g, start)), step))
     };
     // Each try: the size-`n0` member and its first `LINEAGE_DOUBLINGS` doublings. The
     // lineage kept is the one that got furthest with the fewest candidates polished (then the
@@ -627,10 +628,10 @@ pub fn learn_by_growing<T: Scalar>(
             let (grown, step) = double(&model, size, hint, &mut offset, &mut *progress)?;
             polished += step.polished;
             steps.push(step);
-            let Some((big, g)) = grown else {
+            let Some((big, g, start)) = grown else {
                 break;
             };
-            last_start = g.report.hardened_rmse / rms_entry(target(2 * size)?.view());
+            last_start = start;
             model = big;
             hint = Some(g.inserted);
             size *= 2;
@@ -658,7 +659,7 @@ pub fn learn_by_growing<T: Scalar>(
     while size < n {
         let (grown, step) = double(&model, size, hint, &mut offset, &mut *progress)?;
         steps.push(step);
-        let Some((big, g)) = grown else {
+        let Some((big, g, _)) = grown else {
             break;
         };
         model = big;
