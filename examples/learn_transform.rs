@@ -122,8 +122,8 @@ struct Args {
     /// size from random initialisation instead.
     #[arg(long)]
     grow_from: Option<usize>,
-    /// With --grow-from: seeds of the starting size, each doubled once; the lineage whose
-    /// doubling started closest to the target is grown further.
+    /// With --grow-from: seeds of the starting size, each doubled three times; the lineage
+    /// that got furthest with the fewest candidates polished is grown further.
     #[arg(long, default_value_t = 4)]
     grow_tries: usize,
     /// Run the Levenberg–Marquardt polish on a candidate whose RMSE after L-BFGS is within
