@@ -183,3 +183,62 @@ fn backward_is_independent_of_the_thread_count() {
     assert_eq!(dx1, dx3);
     assert!(g1.iter().any(|z| z.norm() > 0.0));
 }
+
+/// The orthonormal DCT-II of size `n` with its columns gathered by `q` (`A'[:, i] = A[:, q[i]]`).
+fn gathered(n: usize, q: &[usize], f: &dyn Fn(usize, usize) -> f64) -> ndarray::Array2<C64> {
+    ndarray::Array2::from_shape_fn((n, n), |(k, i)| C64::new(f(k, q[i]), 0.0))
+}
+
+/// Bit reversal after Makhoul's reordering (`v_j = x_{2j}`, `v_{n−1−j} = x_{2j+1}`): the input
+/// permutation of the DCT-II's fast algorithm as a gather.
+fn makhoul_bit_reversal(n: usize) -> Vec<usize> {
+    let bits = n.trailing_zeros();
+    let mut m = vec![0; n];
+    for j in 0..n / 2 {
+        m[j] = 2 * j;
+        m[n - 1 - j] = 2 * j + 1;
+    }
+    (0..n)
+        .map(|i| {
+            let r = if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) };
+            m[r]
+        })
+        .collect()
+}
+
+#[test]
+fn real_part_projection_recovers_real_parts_of_butterflies() {
+    use std::f64::consts::PI;
+    let cfg = ButterflyConfig {
+        nblocks: 1,
+        increasing_stride: true,
+        init: Init::Randn,
+        bias: false,
+    };
+    for (i, n) in [2usize, 4, 8, 16, 32, 64, 128].into_iter().enumerate() {
+        let b = Butterfly::<C64>::new(n, n, cfg, &mut rng(300 + i as u64)).unwrap();
+        let w = butterfly_dense_reference(&b).mapv(|z| C64::new(z.re, 0.0));
+        let (p, err) = Butterfly::<C64>::project_real_part(w.view()).unwrap();
+        let back = butterfly_dense_reference(&p).mapv(|z| C64::new(z.re, 0.0));
+        let direct = rel_err(back.view(), w.view());
+        println!("random n={n}: {err:.2e} {direct:.2e}");
+        let nf = n as f64;
+        let q = makhoul_bit_reversal(n);
+        let dct = gathered(n, &q, &|k, j| {
+            let s = if k == 0 { 1.0 / nf } else { 2.0 / nf }.sqrt();
+            s * (PI * (k * (2 * j + 1)) as f64 / (2.0 * nf)).cos()
+        });
+        let (_, e_dct) = Butterfly::<C64>::project_real_part(dct.view()).unwrap();
+        let br: Vec<usize> = (0..n)
+            .map(|i| if n == 1 { 0 } else { i.reverse_bits() >> (usize::BITS - n.trailing_zeros()) })
+            .collect();
+        let hartley = gathered(n, &br, &|k, j| {
+            let a = 2.0 * PI * ((j * k) % n) as f64 / nf;
+            (a.cos() + a.sin()) / nf.sqrt()
+        });
+        let (_, e_h) = Butterfly::<C64>::project_real_part(hartley.view()).unwrap();
+        let g = randn::<C64>(n, n, 400 + i as u64).mapv(|z| C64::new(z.re, 0.0));
+        let (_, e_g) = Butterfly::<C64>::project_real_part(g.view()).unwrap();
+        println!("n={n}: dct {e_dct:.2e} hartley {e_h:.2e} gaussian {e_g:.2e}");
+    }
+}

@@ -11,6 +11,7 @@ pub(crate) mod kernel;
 mod kronecker;
 mod permutation;
 mod projection;
+mod real_part_projection;
 pub mod special;
 mod unitary;
 

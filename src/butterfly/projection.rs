@@ -47,29 +47,14 @@ fn rank_one(x0: &[Complex64], x1: &[Complex64]) -> ([Complex64; 2], Vec<Complex6
     (u, r)
 }
 
-impl<T: Scalar> Butterfly<T> {
-    /// The increasing-stride butterfly (one block, no bias, size `n × n` with `n` a power of
-    /// two ≥ 2) obtained from `dense` by a recursive rank-one projection (with
-    /// `B = T · (B_a ⊕ B_b)`, rows `i` and `i + n/2` of each half of `B` are multiples of one
-    /// row of `B_a` or `B_b`: the best rank-one fit of each such `2 × n/2` block gives `T`'s
-    /// 2×2 block and the rows of the halves, factored in turn), and the relative Frobenius error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero
-    /// matrix). Exact to rounding when `dense` is such a butterfly; otherwise a greedy
-    /// projection (a starting point for fitting, not the best butterfly approximation). For a
-    /// real `T` the twiddles are real.
-    pub fn project(dense: ArrayView2<T>) -> Result<(Self, f64)> {
-        let n = dense.nrows();
-        check_pow2("n", n)?;
-        check_shape("dense", dense.dim(), (n, n))?;
-        if n < 2 {
-            return Err(crate::Error::InvalidArgument {
-                what: "dense",
-                message: "expected at least a 2 × 2 matrix".into(),
-            });
-        }
+/// The twiddles (layout of [`Butterfly::from_twiddle`], one block, increasing stride) of the
+/// recursive rank-one projection of the `n × n` matrix `dense` (see [`Butterfly::project`]).
+pub(crate) fn project_twiddles(dense: Array2<Complex64>) -> Vec<Complex64> {
+    let n = dense.nrows();
         let log_n = n.trailing_zeros() as usize;
         let mut tw = vec![Complex64::new(0.0, 0.0); log_n * n / 2 * 4];
         // Blocks still to factor: (offset, size-s sub-butterfly as a dense matrix).
-        let mut blocks = vec![(0usize, dense.mapv(|v| v.to_c64()))];
+        let mut blocks = vec![(0usize, dense)];
         while let Some((off, m)) = blocks.pop() {
             let size = m.nrows();
             let h = size / 2;
@@ -102,6 +87,29 @@ impl<T: Scalar> Butterfly<T> {
                 blocks.push((off + h, b));
             }
         }
+    tw
+}
+
+impl<T: Scalar> Butterfly<T> {
+    /// The increasing-stride butterfly (one block, no bias, size `n × n` with `n` a power of
+    /// two ≥ 2) obtained from `dense` by a recursive rank-one projection (with
+    /// `B = T · (B_a ⊕ B_b)`, rows `i` and `i + n/2` of each half of `B` are multiples of one
+    /// row of `B_a` or `B_b`: the best rank-one fit of each such `2 × n/2` block gives `T`'s
+    /// 2×2 block and the rows of the halves, factored in turn), and the relative Frobenius error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero
+    /// matrix). Exact to rounding when `dense` is such a butterfly; otherwise a greedy
+    /// projection (a starting point for fitting, not the best butterfly approximation). For a
+    /// real `T` the twiddles are real.
+    pub fn project(dense: ArrayView2<T>) -> Result<(Self, f64)> {
+        let n = dense.nrows();
+        check_pow2("n", n)?;
+        check_shape("dense", dense.dim(), (n, n))?;
+        if n < 2 {
+            return Err(crate::Error::InvalidArgument {
+                what: "dense",
+                message: "expected at least a 2 × 2 matrix".into(),
+            });
+        }
+        let tw = project_twiddles(dense.mapv(|v| v.to_c64()));
         let twiddle = tw.into_iter().map(|z| T::from_parts(z.re, z.im)).collect();
         let b = Butterfly::from_twiddle(n, n, 1, true, twiddle, None)?;
         let approx = b.to_dense();
