@@ -200,7 +200,11 @@ fn makhoul_bit_reversal(n: usize) -> Vec<usize> {
     }
     (0..n)
         .map(|i| {
-            let r = if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) };
+            let r = if bits == 0 {
+                0
+            } else {
+                i.reverse_bits() >> (usize::BITS - bits)
+            };
             m[r]
         })
         .collect()
@@ -230,7 +234,13 @@ fn real_part_projection_recovers_real_parts_of_butterflies() {
         });
         let (_, e_dct) = Butterfly::<C64>::project_real_part(dct.view()).unwrap();
         let br: Vec<usize> = (0..n)
-            .map(|i| if n == 1 { 0 } else { i.reverse_bits() >> (usize::BITS - n.trailing_zeros()) })
+            .map(|i| {
+                if n == 1 {
+                    0
+                } else {
+                    i.reverse_bits() >> (usize::BITS - n.trailing_zeros())
+                }
+            })
             .collect();
         let hartley = gathered(n, &br, &|k, j| {
             let a = 2.0 * PI * ((j * k) % n) as f64 / nf;

@@ -51,42 +51,42 @@ fn rank_one(x0: &[Complex64], x1: &[Complex64]) -> ([Complex64; 2], Vec<Complex6
 /// recursive rank-one projection of the `n × n` matrix `dense` (see [`Butterfly::project`]).
 pub(crate) fn project_twiddles(dense: Array2<Complex64>) -> Vec<Complex64> {
     let n = dense.nrows();
-        let log_n = n.trailing_zeros() as usize;
-        let mut tw = vec![Complex64::new(0.0, 0.0); log_n * n / 2 * 4];
-        // Blocks still to factor: (offset, size-s sub-butterfly as a dense matrix).
-        let mut blocks = vec![(0usize, dense)];
-        while let Some((off, m)) = blocks.pop() {
-            let size = m.nrows();
-            let h = size / 2;
-            let level = h.trailing_zeros() as usize;
-            let mut halves = [Array2::zeros((h, h)), Array2::zeros((h, h))];
-            for i in 0..h {
-                let p = off / 2 + i;
-                let t = &mut tw[(level * n / 2 + p) * 4..(level * n / 2 + p) * 4 + 4];
-                for (side, half) in halves.iter_mut().enumerate() {
-                    let cols = side * h..(side + 1) * h;
-                    let (r0, r1) = (m.slice(s![i, cols.clone()]), m.slice(s![i + h, cols]));
-                    let (x0, x1) = (
-                        r0.as_slice().expect("rows of an owned matrix"),
-                        r1.as_slice().expect("rows of an owned matrix"),
-                    );
-                    if h == 1 {
-                        t[side] = x0[0];
-                        t[2 + side] = x1[0];
-                        continue;
-                    }
-                    let (u, r) = rank_one(x0, x1);
-                    t[side] = u[0];
-                    t[2 + side] = u[1];
-                    half.row_mut(i).assign(&ndarray::ArrayView1::from(&r));
+    let log_n = n.trailing_zeros() as usize;
+    let mut tw = vec![Complex64::new(0.0, 0.0); log_n * n / 2 * 4];
+    // Blocks still to factor: (offset, size-s sub-butterfly as a dense matrix).
+    let mut blocks = vec![(0usize, dense)];
+    while let Some((off, m)) = blocks.pop() {
+        let size = m.nrows();
+        let h = size / 2;
+        let level = h.trailing_zeros() as usize;
+        let mut halves = [Array2::zeros((h, h)), Array2::zeros((h, h))];
+        for i in 0..h {
+            let p = off / 2 + i;
+            let t = &mut tw[(level * n / 2 + p) * 4..(level * n / 2 + p) * 4 + 4];
+            for (side, half) in halves.iter_mut().enumerate() {
+                let cols = side * h..(side + 1) * h;
+                let (r0, r1) = (m.slice(s![i, cols.clone()]), m.slice(s![i + h, cols]));
+                let (x0, x1) = (
+                    r0.as_slice().expect("rows of an owned matrix"),
+                    r1.as_slice().expect("rows of an owned matrix"),
+                );
+                if h == 1 {
+                    t[side] = x0[0];
+                    t[2 + side] = x1[0];
+                    continue;
                 }
-            }
-            if h > 1 {
-                let [a, b] = halves;
-                blocks.push((off, a));
-                blocks.push((off + h, b));
+                let (u, r) = rank_one(x0, x1);
+                t[side] = u[0];
+                t[2 + side] = u[1];
+                half.row_mut(i).assign(&ndarray::ArrayView1::from(&r));
             }
         }
+        if h > 1 {
+            let [a, b] = halves;
+            blocks.push((off, a));
+            blocks.push((off + h, b));
+        }
+    }
     tw
 }
 

@@ -44,10 +44,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// Gram–Schmidt, and the span's dimension capped at 3 (directions below `tol` times the
 /// largest row norm do not count).
 fn row_basis(rows: &[Vec<f64>], tol: f64) -> (Vec<Vec<f64>>, usize) {
-    let scale = rows
-        .iter()
-        .map(|r| dot(r, r).sqrt())
-        .fold(0.0f64, f64::max);
+    let scale = rows.iter().map(|r| dot(r, r).sqrt()).fold(0.0f64, f64::max);
     let mut rest: Vec<Vec<f64>> = rows.to_vec();
     let mut basis = Vec::new();
     let mut rank = 0;
@@ -137,7 +134,12 @@ fn transport(e: &[Vec<f64>], x: &[C], part: std::ops::Range<usize>) -> Option<Ve
     let gr = solve_sym2(g, [dot(a, &re), dot(b, &re)]);
     let gi = solve_sym2(g, [dot(a, &im), dot(b, &im)]);
     let (g0, g1) = (C::new(gr[0], gi[0]), C::new(gr[1], gi[1]));
-    Some(e[0].iter().zip(&e[1]).map(|(&p, &q)| g0 * p + g1 * q).collect())
+    Some(
+        e[0].iter()
+            .zip(&e[1])
+            .map(|(&p, &q)| g0 * p + g1 * q)
+            .collect(),
+    )
 }
 
 /// The columns `A_i = K_i (H_iᵀ H_i)⁻¹ H_iᵀ F` (two vectors) of the map from the plane with
@@ -151,13 +153,19 @@ fn graph_map(
 ) -> Option<[Vec<f64>; 2]> {
     let h = [&g[0][own.clone()], &g[1][own]];
     let k = [&g[0][other.clone()], &g[1][other]];
-    let hh = [[dot(h[0], h[0]), dot(h[0], h[1])], [dot(h[1], h[0]), dot(h[1], h[1])]];
+    let hh = [
+        [dot(h[0], h[0]), dot(h[0], h[1])],
+        [dot(h[1], h[0]), dot(h[1], h[1])],
+    ];
     if hh[0][0] * hh[1][1] - hh[0][1] * hh[1][0] <= 1e-10 {
         return None;
     }
     Some(std::array::from_fn(|j| {
         let c = solve_sym2(hh, [dot(h[0], &f[j]), dot(h[1], &f[j])]);
-        k[0].iter().zip(k[1]).map(|(a, b)| c[0] * a + c[1] * b).collect()
+        k[0].iter()
+            .zip(k[1])
+            .map(|(a, b)| c[0] * a + c[1] * b)
+            .collect()
     }))
 }
 
@@ -207,9 +215,8 @@ impl Builder<'_> {
         if aa[0][0] * aa[1][1] - aa[0][1] * aa[1][0] <= 1e-10 * (aa[0][0] + aa[1][1]).powi(2) {
             return None;
         }
-        let cols: [[f64; 2]; 2] = std::array::from_fn(|j| {
-            solve_sym2(aa, [dot(&a2[0], &a1[j]), dot(&a2[1], &a1[j])])
-        });
+        let cols: [[f64; 2]; 2] =
+            std::array::from_fn(|j| solve_sym2(aa, [dot(&a2[0], &a1[j]), dot(&a2[1], &a1[j])]));
         let m = [[cols[0][0], cols[1][0]], [cols[0][1], cols[1][1]]];
         let tr = m[0][0] + m[1][1];
         let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
@@ -222,7 +229,12 @@ impl Builder<'_> {
         let w2 = [nu - m[1][1], C::new(m[1][0], 0.0)];
         let norm = |w: &[C; 2]| w[0].norm_sqr() + w[1].norm_sqr();
         let w = if norm(&w1) >= norm(&w2) { w1 } else { w2 };
-        Some(e[0].iter().zip(&e[1]).map(|(&p, &q)| w[0] * p + w[1] * q).collect())
+        Some(
+            e[0].iter()
+                .zip(&e[1])
+                .map(|(&p, &q)| w[0] * p + w[1] * q)
+                .collect(),
+        )
     }
 
     /// The row of class `c` of block `b` of size `2s` from its children's rows `l`, `r`.

@@ -12,11 +12,12 @@
 //! replaces the soft phase, whose search is what fails for real-part targets such as the
 //! DCT-II from N = 32 on.
 
-use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp};
+use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp, tolerance};
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
 use super::recipe::{
     check_score, learn_transform, mix, rms_entry, rmse, LearnOptions, LearnReport, CHECK_TOL,
 };
+use crate::butterfly::Butterfly;
 use crate::error::{check_shape, Error, Result};
 use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
@@ -203,6 +204,72 @@ pub fn grow<T: Scalar>(
             }
         }
     };
+    if opts.real_part && T::IS_COMPLEX {
+        // Exact doubling for real-part targets: each extension's permutation is tried in turn
+        // (the previous doubling's first) by building the butterfly from the target.
+        let order = hint
+            .filter(|h| h.fits(&gates))
+            .into_iter()
+            .chain(extensions(&gates).into_iter().filter(|i| Some(*i) != hint));
+        let tol = tolerance::<T>();
+        let mut seen: Vec<crate::butterfly::Permutation> = Vec::new();
+        let mut examined = 0;
+        let mut best: Option<(f64, Insertion, Vec<T>)> = None;
+        for ins in order {
+            set_gates(big.params_mut(), &ins.apply(&gates));
+            let q = big
+                .rounded_permutation(big.params())
+                .ok_or_else(unsupported)?;
+            examined += 1;
+            if seen.contains(&q) {
+                continue;
+            }
+            let gathered =
+                ndarray::Array2::from_shape_fn((n, n), |(k, i)| target[(k, q.as_slice()[i])]);
+            let (b, err) = Butterfly::<T>::project_real_part(gathered.view())?;
+            seen.push(q);
+            if best.as_ref().is_none_or(|(e, ..)| err < *e) {
+                best = Some((err, ins, b.twiddle().to_vec()));
+            }
+            if err <= tol {
+                break;
+            }
+        }
+        if let Some((_, ins, tw)) = best.filter(|(e, ..)| *e <= tol) {
+            set_gates(big.params_mut(), &ins.apply(&gates));
+            let p = big.params_mut();
+            let len = p.len();
+            p[len - tw.len()..].copy_from_slice(&tw);
+            big.soften();
+            big.harden();
+            let warm_rmse = rmse(&big, target, true)?;
+            let exact = LearnOptions {
+                soft_steps: 0,
+                restarts: 1,
+                flip_gates: 0,
+                polish_restarts: 0,
+                gn_iters: 0,
+                polish_steps: 0,
+                time_limit: opts
+                    .time_limit
+                    .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
+                ..opts.clone()
+            };
+            let report = learn_transform(&mut big, target, &exact, &mut |s, l| progress(s, l))?;
+            return Ok(Some((
+                big,
+                GrowReport {
+                    candidates: examined,
+                    passing: 1,
+                    polished: 1,
+                    inserted: ins,
+                    report,
+                    seconds: start.elapsed().as_secs_f64(),
+                    warm_rmse,
+                },
+            )));
+        }
+    }
     let polish = LearnOptions {
         soft_steps: 0,
         restarts: 1,
@@ -258,34 +325,18 @@ pub fn grow<T: Scalar>(
     let mut seen = Vec::new();
     let mut candidates = 0;
     let mut params = big.params().to_vec();
-    for f in 0..gates.len() {
-        for pos in 0..=gates[f].len() {
-            for bits in 0..8u8 {
-                for replicate_others in [false, true] {
-                    if replicate_others && (gates.len() == 1 || pos != 0) {
-                        continue;
-                    }
-                    let ins = Insertion {
-                        factor: f,
-                        level: pos,
-                        gates: std::array::from_fn(|k| bits >> k & 1 == 1),
-                        replicate_others,
-                        inner_gates: None,
-                    };
-                    let g = ins.apply(&gates);
-                    set_gates(&mut params, &g);
-                    let q = big.rounded_permutation(&params).ok_or_else(unsupported)?;
-                    candidates += 1;
-                    if seen.contains(&q) {
-                        continue;
-                    }
-                    let r = check_score(target, &q, opts.real_part)?;
-                    seen.push(q);
-                    if r <= CHECK_TOL {
-                        scored.push((r, ins, g));
-                    }
-                }
-            }
+    for ins in extensions(&gates) {
+        let g = ins.apply(&gates);
+        set_gates(&mut params, &g);
+        let q = big.rounded_permutation(&params).ok_or_else(unsupported)?;
+        candidates += 1;
+        if seen.contains(&q) {
+            continue;
+        }
+        let r = check_score(target, &q, opts.real_part)?;
+        seen.push(q);
+        if r <= CHECK_TOL {
+            scored.push((r, ins, g));
         }
     }
     let key = |ins: &Insertion| match hint {
@@ -371,6 +422,32 @@ pub fn grow<T: Scalar>(
             },
         )
     }))
+}
+
+/// Every extension of `gates` by one level: any position and gate setting in one permutation
+/// (the others keeping their relative block sizes, or for a level on the whole vector also
+/// applied to both halves).
+fn extensions(gates: &Gates) -> Vec<Insertion> {
+    let mut out = Vec::new();
+    for f in 0..gates.len() {
+        for pos in 0..=gates[f].len() {
+            for bits in 0..8u8 {
+                for replicate_others in [false, true] {
+                    if replicate_others && (gates.len() == 1 || pos != 0) {
+                        continue;
+                    }
+                    out.push(Insertion {
+                        factor: f,
+                        level: pos,
+                        gates: std::array::from_fn(|k| bits >> k & 1 == 1),
+                        replicate_others,
+                        inner_gates: None,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The Cooley–Tukey warm start of a grown model: with an increasing-stride butterfly, a

@@ -32,7 +32,7 @@ use std::time::Instant;
 /// models `1e3 ε` of the scalar when that is larger).
 const PROJECTION_TOL: f64 = 1e-6;
 
-fn tolerance<T: Scalar>() -> f64 {
+pub(super) fn tolerance<T: Scalar>() -> f64 {
     PROJECTION_TOL
         .max(1e3 * crate::scalar::RealScalar::to_f64(<T::Real as num_traits::Float>::epsilon()))
 }
