@@ -1,6 +1,7 @@
 mod common;
 use common::*;
-use kaleidoscope::{Butterfly, ButterflyConfig, Differentiable, Init, LinearMap, Scalar, C64};
+use kaleidoscope::{Butterfly, ButterflyConfig, Differentiable, Init, LinearMap, Scalar, C32, C64};
+use ndarray::Array2;
 
 fn check_dense<T: Scalar>(inp: usize, out: usize, nblocks: usize, inc: bool, seed: u64) {
     let mut r = rng(seed);
@@ -184,32 +185,44 @@ fn backward_is_independent_of_the_thread_count() {
     assert!(g1.iter().any(|z| z.norm() > 0.0));
 }
 
-/// The orthonormal DCT-II of size `n` with its columns gathered by `q` (`A'[:, i] = A[:, q[i]]`).
-fn gathered(n: usize, q: &[usize], f: &dyn Fn(usize, usize) -> f64) -> ndarray::Array2<C64> {
-    ndarray::Array2::from_shape_fn((n, n), |(k, i)| C64::new(f(k, q[i]), 0.0))
+/// `f(k, q[i])` at `(k, i)`: a real transform with its columns gathered by `q`.
+fn gathered<T: Scalar>(n: usize, q: &[usize], f: &dyn Fn(usize, usize) -> f64) -> Array2<T> {
+    Array2::from_shape_fn((n, n), |(k, i)| T::from_f64(f(k, q[i])))
 }
 
-/// Bit reversal after Makhoul's reordering (`v_j = x_{2j}`, `v_{n−1−j} = x_{2j+1}`): the input
-/// permutation of the DCT-II's fast algorithm as a gather.
-fn makhoul_bit_reversal(n: usize) -> Vec<usize> {
+fn bit_reversal(n: usize) -> Vec<usize> {
     let bits = n.trailing_zeros();
+    (0..n)
+        .map(|i| if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) })
+        .collect()
+}
+
+/// Bit reversal after Makhoul's reordering (`v_j = x_{2j}`, `v_{n−1−j} = x_{2j+1}`): the
+/// input permutation of the DCT-II's fast algorithm `Re(D · F · P)`, as a gather.
+fn makhoul_bit_reversal(n: usize) -> Vec<usize> {
     let mut m = vec![0; n];
     for j in 0..n / 2 {
         m[j] = 2 * j;
         m[n - 1 - j] = 2 * j + 1;
     }
-    (0..n)
-        .map(|i| {
-            let r = if bits == 0 {
-                0
-            } else {
-                i.reverse_bits() >> (usize::BITS - bits)
-            };
-            m[r]
-        })
-        .collect()
+    bit_reversal(n).into_iter().map(|r| m[r]).collect()
 }
 
+/// `‖Re B − Re A‖_F / ‖Re A‖_F` against the dense reference of `b`.
+fn real_part_error<T: Scalar>(b: &Butterfly<T>, a: &Array2<T>) -> f64 {
+    let w = butterfly_dense_reference(b);
+    let (mut e, mut t) = (0.0, 0.0);
+    for (x, y) in w.iter().zip(a.iter()) {
+        e += (x.to_c64().re - y.to_c64().re).powi(2);
+        t += y.to_c64().re.powi(2);
+    }
+    (e / t).sqrt()
+}
+
+/// The real part of a random complex butterfly, the DCT-II (orthonormal, under its fast
+/// algorithm's input permutation), the DST-II (its reversal after the same permutation with
+/// the columns' signs) and the Hartley transform (under bit reversal) are rebuilt exactly
+/// from their real parts alone; a Gaussian matrix is not the real part of a butterfly.
 #[test]
 fn real_part_projection_recovers_real_parts_of_butterflies() {
     use std::f64::consts::PI;
@@ -219,36 +232,52 @@ fn real_part_projection_recovers_real_parts_of_butterflies() {
         init: Init::Randn,
         bias: false,
     };
-    for (i, n) in [2usize, 4, 8, 16, 32, 64, 128].into_iter().enumerate() {
-        let b = Butterfly::<C64>::new(n, n, cfg, &mut rng(300 + i as u64)).unwrap();
-        let w = butterfly_dense_reference(&b).mapv(|z| C64::new(z.re, 0.0));
-        let (p, err) = Butterfly::<C64>::project_real_part(w.view()).unwrap();
-        let back = butterfly_dense_reference(&p).mapv(|z| C64::new(z.re, 0.0));
-        let direct = rel_err(back.view(), w.view());
-        println!("random n={n}: {err:.2e} {direct:.2e}");
+    fn check<T: Scalar>(what: &str, a: &Array2<T>, tol: f64) {
+        let (b, err) = Butterfly::<T>::project_real_part(a.view()).unwrap();
+        let direct = real_part_error(&b, a);
+        assert!(
+            err <= tol && (err - direct).abs() <= tol,
+            "{what} ({}): reported {err:.2e}, measured {direct:.2e}",
+            T::NAME
+        );
+    }
+    for (i, n) in [2usize, 4, 8, 16, 32, 64, 128, 256].into_iter().enumerate() {
+        let seed = 300 + i as u64;
+        let b = Butterfly::<C64>::new(n, n, cfg, &mut rng(seed)).unwrap();
+        let re = butterfly_dense_reference(&b).mapv(|z| C64::new(z.re, 0.0));
+        check(&format!("random n={n}"), &re, 1e-12);
         let nf = n as f64;
-        let q = makhoul_bit_reversal(n);
-        let dct = gathered(n, &q, &|k, j| {
+        let dct = |k: usize, j: usize| {
             let s = if k == 0 { 1.0 / nf } else { 2.0 / nf }.sqrt();
             s * (PI * (k * (2 * j + 1)) as f64 / (2.0 * nf)).cos()
-        });
-        let (_, e_dct) = Butterfly::<C64>::project_real_part(dct.view()).unwrap();
-        let br: Vec<usize> = (0..n)
-            .map(|i| {
-                if n == 1 {
-                    0
-                } else {
-                    i.reverse_bits() >> (usize::BITS - n.trailing_zeros())
-                }
-            })
-            .collect();
-        let hartley = gathered(n, &br, &|k, j| {
+        };
+        let q = makhoul_bit_reversal(n);
+        check(&format!("DCT-II n={n}"), &gathered::<C64>(n, &q, &dct), 1e-12);
+        check(&format!("DCT-II n={n}"), &gathered::<C32>(n, &q, &dct), 1e-5);
+        // DST-II[k, j] = (−1)^j DCT-II[n−1−k, j]: rows reversed, columns signed.
+        let dst = |k: usize, j: usize| {
+            let s = if k == n - 1 { 1.0 / nf } else { 2.0 / nf }.sqrt();
+            s * (PI * ((k + 1) * (2 * j + 1)) as f64 / (2.0 * nf)).sin()
+        };
+        check(&format!("DST-II n={n}"), &gathered::<C64>(n, &q, &dst), 1e-12);
+        let hartley = |k: usize, j: usize| {
             let a = 2.0 * PI * ((j * k) % n) as f64 / nf;
             (a.cos() + a.sin()) / nf.sqrt()
-        });
-        let (_, e_h) = Butterfly::<C64>::project_real_part(hartley.view()).unwrap();
-        let g = randn::<C64>(n, n, 400 + i as u64).mapv(|z| C64::new(z.re, 0.0));
-        let (_, e_g) = Butterfly::<C64>::project_real_part(g.view()).unwrap();
-        println!("n={n}: dct {e_dct:.2e} hartley {e_h:.2e} gaussian {e_g:.2e}");
+        };
+        let br = bit_reversal(n);
+        check(&format!("Hartley n={n}"), &gathered::<C64>(n, &br, &hartley), 1e-12);
+        if n >= 8 {
+            let g = randn::<f64>(n, n, seed + 100).mapv(|x| C64::new(x, 0.0));
+            let (_, e) = Butterfly::<C64>::project_real_part(g.view()).unwrap();
+            assert!(e > 0.1, "n={n}: a Gaussian matrix projected to {e:.2e}");
+        }
     }
+    let z = Array2::<C64>::zeros((8, 8));
+    assert_eq!(Butterfly::<C64>::project_real_part(z.view()).unwrap().1, 0.0);
+    for (r, c) in [(8, 4), (6, 6), (1, 1)] {
+        let z = Array2::<C64>::zeros((r, c));
+        assert!(Butterfly::<C64>::project_real_part(z.view()).is_err());
+    }
+    let real = Array2::<f64>::eye(8);
+    assert!(Butterfly::<f64>::project_real_part(real.view()).is_err());
 }

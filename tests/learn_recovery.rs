@@ -397,12 +397,14 @@ fn time_limit_stops_restarts() {
 }
 
 /// Growing (`learn::learn_by_growing`): the DCT-II and DST-II learned at N = 16 from random
-/// initialisation and doubled level by level reach RMSE ≤ 1e-9 at N = 32 and 64 for all 5
-/// seeds (the soft search alone fails from N = 32, see `dct2_recovered_for_fixed_seeds_32`),
-/// with 2 lineages per seed (with 1, some seeds stop early).
-/// Every step's reported RMSE is checked against the final model's dense matrix at N = 64.
-#[test]
-fn dct2_and_dst2_recovered_by_growing() {
+/// initialisation (the soft search alone fails from N = 32, see
+/// `dct2_recovered_for_fixed_seeds_32`) and doubled level by level: every doubling builds the
+/// size-2N butterfly from the target for the extended permutation
+/// (`Butterfly::project_real_part`), so N = 32 … `max_n` each reach RMSE ≤ `tol` with one
+/// candidate, the previous doubling's insertion. Every step's reported RMSE is checked against
+/// the final model's dense matrix, and the permutations must be those of a fast algorithm
+/// (the real part passes the exact rank test).
+fn grow_dct2_and_dst2<T: Scalar>(seeds: &[u64], max_n: usize, tol: f64) {
     type Family = fn(usize) -> Array2<f64>;
     let cases: [(&str, Family); 2] = [
         ("DCT-II", common::orthonormal_dct2),
@@ -411,43 +413,61 @@ fn dct2_and_dst2_recovered_by_growing() {
     for (name, family) in cases {
         let gram = family(16).t().dot(&family(16));
         assert!(common::rel_err(gram.view(), Array2::eye(16).view()) < 1e-12);
-        let target = |m: usize| Ok(family(m).mapv(|v| C64::new(v, 0.0)));
-        for seed in SEEDS {
+        let target = |m: usize| Ok(family(m).mapv(|v| T::from_parts(v, 0.0)));
+        for &seed in seeds {
             let opts = LearnOptions {
                 real_part: true,
                 seed,
                 ..LearnOptions::default()
             };
             let (model, steps) =
-                learn_by_growing(16, 64, Structure::Bpp, &target, &opts, 2, &mut |_, _| {})
+                learn_by_growing(16, max_n, Structure::Bpp, &target, &opts, 2, &mut |_, _| {})
                     .unwrap();
-            let sizes: Vec<usize> = steps.iter().map(|s| s.n).collect();
             println!(
-                "{name} seed={seed}: {:?}",
+                "{name} {} seed={seed}: {:?}",
+                T::NAME,
                 steps
                     .iter()
-                    .map(|s| (s.n, s.rmse, s.polished, s.inserted))
+                    .map(|s| (s.n, s.rmse, s.polished, s.seconds))
                     .collect::<Vec<_>>()
             );
-            assert_eq!(
-                &sizes[sizes.len() - 3..],
-                &[16, 32, 64],
-                "{name} seed={seed}"
-            );
-            assert_eq!(model.n(), 64);
+            let sizes: Vec<usize> = steps.iter().map(|s| s.n).collect();
+            let expected: Vec<usize> = (4..=max_n.trailing_zeros()).map(|b| 1 << b).collect();
+            assert_eq!(sizes, expected, "{name} seed={seed}");
+            assert_eq!(model.n(), max_n);
             assert!(model.is_hard());
-            for s in &steps[steps.len() - 2..] {
-                assert!(s.rmse <= 1e-9, "{name} seed={seed} n={}: {}", s.n, s.rmse);
+            for s in &steps[1..] {
+                assert!(s.rmse <= tol, "{name} seed={seed} n={}: {}", s.n, s.rmse);
                 assert!(s.inserted.is_some());
+                assert_eq!(s.polished, 1, "{name} seed={seed} n={}", s.n);
             }
-            let direct = rmse(&model, target(64).unwrap().view(), true).unwrap();
+            let big = target(max_n).unwrap();
+            let direct = rmse(&model, big.view(), true).unwrap();
+            let reported = steps.last().unwrap().rmse;
             assert!(
-                (direct - steps.last().unwrap().rmse).abs() <= 1e-12,
-                "{name} seed={seed}: reported {} but the model is at {direct}",
-                steps.last().unwrap().rmse
+                (direct - reported).abs() <= 1e-3 * tol,
+                "{name} seed={seed}: reported {reported} but the model is at {direct}"
             );
+            let perm = model.rounded_permutation(model.params()).unwrap();
+            let r = kaleidoscope::learn::butterfly_residual(big.view(), &perm, true).unwrap();
+            assert!(r <= 1e-3, "{name} seed={seed}: rank test {r:.2e}");
         }
     }
+}
+
+/// CI-sized: 5 seeds to N = 256 in f64 (≤ 1e-12), one seed in f32 (≤ 1e-6).
+#[test]
+fn dct2_and_dst2_recovered_by_growing() {
+    grow_dct2_and_dst2::<C64>(&SEEDS, 256, 1e-12);
+    grow_dct2_and_dst2::<C32>(&[0], 256, 1e-6);
+}
+
+/// The sizes: to N = 1024 in f64 (≤ 1e-9) and f32 (≤ 1e-5), 5 seeds each.
+#[test]
+#[ignore = "about 20 s per transform and seed in release"]
+fn dct2_and_dst2_recovered_by_growing_large() {
+    grow_dct2_and_dst2::<C64>(&SEEDS, 1024, 1e-9);
+    grow_dct2_and_dst2::<C32>(&SEEDS, 1024, 1e-5);
 }
 
 /// `grow`'s Cooley–Tukey warm start (the size-N twiddles on both halves, the top level by
