@@ -117,9 +117,10 @@ struct Args {
     time_limit: Option<f64>,
     /// Learn the transform at this size first and double it level by level up to --n
     /// (`learn::learn_by_growing`): what recovers the DCT-II/DST-II (BPP) beyond N = 16, where
-    /// the soft search fails. The convolution (BPBP) is grown from N = 2 by default, each
-    /// doubling exact (the Cooley–Tukey step); `--grow-from N` with N = --n learns it at full
-    /// size from random initialisation instead.
+    /// the soft search fails; they grow from N = 16 by default, each doubling built exactly
+    /// from the target (`Butterfly::project_real_part`). The convolution (BPBP) grows from
+    /// N = 2 by default, each doubling exact (the Cooley–Tukey step). `--grow-from N` with
+    /// N = --n learns at full size from random initialisation instead.
     #[arg(long)]
     grow_from: Option<usize>,
     /// With --grow-from: seeds of the starting size, each doubled three times; the lineage
@@ -284,9 +285,11 @@ fn run<T: Scalar>(
     };
     // The convolution's BPBP is grown from N = 2 unless told otherwise: the soft search
     // fails from N = 16, and doubling needs the Cooley–Tukey factorisation at the start.
-    let grow_from = args
-        .grow_from
-        .or((t == Transform::Conv && s == Structure::Bpbp).then_some(2));
+    let grow_from = args.grow_from.or(match (t, s) {
+        (Transform::Conv, Structure::Bpbp) => Some(2),
+        (Transform::Dct | Transform::Dst, Structure::Bpp) => Some(16),
+        _ => None,
+    });
     let rep = match grow_from {
         Some(n0) if n0 < n => {
             let family = |m: usize| -> Result<Array2<T>, kaleidoscope::Error> {

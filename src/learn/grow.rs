@@ -10,7 +10,10 @@
 //! Cooley–Tukey warm start (the size-`n` twiddles on both halves, a least-squares top level),
 //! then from random twiddles. This
 //! replaces the soft phase, whose search is what fails for real-part targets such as the
-//! DCT-II from N = 32 on.
+//! DCT-II from N = 32 on. For those (`Re(B P)` with complex twiddles) no polish is needed:
+//! each extension's permutation is tried by building the butterfly from the target
+//! ([`Butterfly::project_real_part`], exact when the permutation is that of a fast
+//! algorithm), so a doubling costs one construction along the lineage.
 
 use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp, tolerance};
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
@@ -121,7 +124,11 @@ const WARM_POLISHES: usize = 3;
 /// that diagonalises the target, `B₂` projected onto a butterfly; complex targets only,
 /// `None` when `small`'s inner factor does not diagonalise the target). First `hint` (the
 /// insertion of the previous doubling) alone: if it passes the check and its Cooley–Tukey
-/// warm start polishes to the target, it is returned. Otherwise every extension of its
+/// warm start polishes to the target, it is returned. For real-part fits with complex
+/// scalars (`opts.real_part`) every extension, `hint` first, is instead tried by
+/// [`Butterfly::project_real_part`] of the target under its permutation; the first within
+/// the tolerance (relative `max(1e-6, 1e3 ε)`) is returned after an L-BFGS polish, and only
+/// when none is does the polishing search below run. Otherwise every extension of its
 /// permutations by one level (any position, any gate setting, into one permutation) is
 /// scored by the exact check (rank test, and for `opts.real_part` the
 /// complex-structure test), and the passing ones are polished (Adam, L-BFGS,
