@@ -193,7 +193,13 @@ fn gathered<T: Scalar>(n: usize, q: &[usize], f: &dyn Fn(usize, usize) -> f64) -
 fn bit_reversal(n: usize) -> Vec<usize> {
     let bits = n.trailing_zeros();
     (0..n)
-        .map(|i| if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) })
+        .map(|i| {
+            if bits == 0 {
+                0
+            } else {
+                i.reverse_bits() >> (usize::BITS - bits)
+            }
+        })
         .collect()
 }
 
@@ -252,20 +258,36 @@ fn real_part_projection_recovers_real_parts_of_butterflies() {
             s * (PI * (k * (2 * j + 1)) as f64 / (2.0 * nf)).cos()
         };
         let q = makhoul_bit_reversal(n);
-        check(&format!("DCT-II n={n}"), &gathered::<C64>(n, &q, &dct), 1e-12);
-        check(&format!("DCT-II n={n}"), &gathered::<C32>(n, &q, &dct), 1e-5);
+        check(
+            &format!("DCT-II n={n}"),
+            &gathered::<C64>(n, &q, &dct),
+            1e-12,
+        );
+        check(
+            &format!("DCT-II n={n}"),
+            &gathered::<C32>(n, &q, &dct),
+            1e-5,
+        );
         // DST-II[k, j] = (−1)^j DCT-II[n−1−k, j]: rows reversed, columns signed.
         let dst = |k: usize, j: usize| {
             let s = if k == n - 1 { 1.0 / nf } else { 2.0 / nf }.sqrt();
             s * (PI * ((k + 1) * (2 * j + 1)) as f64 / (2.0 * nf)).sin()
         };
-        check(&format!("DST-II n={n}"), &gathered::<C64>(n, &q, &dst), 1e-12);
+        check(
+            &format!("DST-II n={n}"),
+            &gathered::<C64>(n, &q, &dst),
+            1e-12,
+        );
         let hartley = |k: usize, j: usize| {
             let a = 2.0 * PI * ((j * k) % n) as f64 / nf;
             (a.cos() + a.sin()) / nf.sqrt()
         };
         let br = bit_reversal(n);
-        check(&format!("Hartley n={n}"), &gathered::<C64>(n, &br, &hartley), 1e-12);
+        check(
+            &format!("Hartley n={n}"),
+            &gathered::<C64>(n, &br, &hartley),
+            1e-12,
+        );
         if n >= 8 {
             let g = randn::<f64>(n, n, seed + 100).mapv(|x| C64::new(x, 0.0));
             let (_, e) = Butterfly::<C64>::project_real_part(g.view()).unwrap();
@@ -273,7 +295,10 @@ fn real_part_projection_recovers_real_parts_of_butterflies() {
         }
     }
     let z = Array2::<C64>::zeros((8, 8));
-    assert_eq!(Butterfly::<C64>::project_real_part(z.view()).unwrap().1, 0.0);
+    assert_eq!(
+        Butterfly::<C64>::project_real_part(z.view()).unwrap().1,
+        0.0
+    );
     for (r, c) in [(8, 4), (6, 6), (1, 1)] {
         let z = Array2::<C64>::zeros((r, c));
         assert!(Butterfly::<C64>::project_real_part(z.view()).is_err());

@@ -565,7 +565,8 @@ pub struct GrowthStep {
 /// by `opts.seed`) and doubling with [`grow`] (each doubling hinted by the previous one) up to
 /// `n`. The size-`n0` member is learned from `tries` seeds (`opts.seed`, then derived ones)
 /// and each is doubled three times (or up to `n`); the lineage continued is the one that got
-/// furthest with the fewest candidates polished, then the one whose last doubling started
+/// furthest with the fewest candidates polished (the tries stop at the first whose every
+/// doubling was accepted with its first candidate), then the one whose last doubling started
 /// closest to the target (along a fast algorithm's lineage every doubling repeats the
 /// previous insertion and is accepted at once from its Cooley–Tukey warm start).
 /// `target(m)` is the family's size-`m` member. For BPBP (convolutions) use `n0 = 2`: the
@@ -726,11 +727,18 @@ pub fn learn_by_growing<T: Scalar>(
         }
         let stuck = steps.last().is_some_and(|st| st.n > size);
         let score = (std::cmp::Reverse(size), polished, last_start);
+        // Every doubling accepted with its first candidate, as far as the tries go: no later
+        // try can get further with fewer candidates.
+        let doublings = (size / n0).trailing_zeros() as usize;
+        let unbeatable = !stuck && size == n.min(n0 << LINEAGE_DOUBLINGS) && polished == doublings;
         if chosen
             .as_ref()
             .is_none_or(|(best, _)| score.partial_cmp(best) == Some(std::cmp::Ordering::Less))
         {
             chosen = Some((score, (model, steps, hint, stuck)));
+        }
+        if unbeatable {
+            break;
         }
     }
     let Some((_, (mut model, mut steps, mut hint, stuck))) = chosen else {
