@@ -12,15 +12,15 @@
 //! replaces the soft phase, whose search is what fails for real-part targets such as the
 //! DCT-II from N = 32 on. For those (`Re(B P)` with complex twiddles) no polish is needed:
 //! each extension's permutation is tried by building the butterfly from the target
-//! ([`Butterfly::project_real_part`], exact when the permutation is that of a fast
+//! ([`crate::Butterfly::project_real_part`], exact when the permutation is that of a fast
 //! algorithm), so a doubling costs one construction along the lineage.
 
 use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp, tolerance};
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
 use super::recipe::{
-    check_score, learn_transform, mix, rms_entry, rmse, LearnOptions, LearnReport, CHECK_TOL,
+    check_score, learn_transform, mix, real_part_twiddles, rms_entry, rmse, LearnOptions,
+    LearnReport, CHECK_TOL,
 };
-use crate::butterfly::Butterfly;
 use crate::error::{check_shape, Error, Result};
 use crate::linear_map::{Differentiable, LinearMap};
 use crate::scalar::Scalar;
@@ -124,11 +124,11 @@ const WARM_POLISHES: usize = 3;
 /// that diagonalises the target, `B₂` projected onto a butterfly; complex targets only,
 /// `None` when `small`'s inner factor does not diagonalise the target). First `hint` (the
 /// insertion of the previous doubling) alone: if it passes the check and its Cooley–Tukey
-/// warm start polishes to the target, it is returned. For real-part fits with complex
-/// scalars (`opts.real_part`) every extension, `hint` first, is instead tried by
-/// [`Butterfly::project_real_part`] of the target under its permutation; the first within
-/// the tolerance (relative `max(1e-6, 1e3 ε)`) is returned after an L-BFGS polish, and only
-/// when none is does the polishing search below run. Otherwise every extension of its
+/// warm start polishes to the target, it is returned. (For real-part fits with complex
+/// scalars, `opts.real_part`, every extension, `hint` first, is tried instead by
+/// [`crate::Butterfly::project_real_part`] of the target under its permutation; the first
+/// within the relative tolerance `max(1e-6, 1e3 ε)` is returned after an L-BFGS polish, and
+/// the search below runs only when none is.) Otherwise every extension of its
 /// permutations by one level (any position, any gate setting, into one permutation) is
 /// scored by the exact check (rank test, and for `opts.real_part` the
 /// complex-structure test), and the passing ones are polished (Adam, L-BFGS,
@@ -231,12 +231,10 @@ pub fn grow<T: Scalar>(
             if seen.contains(&q) {
                 continue;
             }
-            let gathered =
-                ndarray::Array2::from_shape_fn((n, n), |(k, i)| target[(k, q.as_slice()[i])]);
-            let (b, err) = Butterfly::<T>::project_real_part(gathered.view())?;
+            let (err, tw) = real_part_twiddles(target, &q)?;
             seen.push(q);
             if best.as_ref().is_none_or(|(e, ..)| err < *e) {
-                best = Some((err, ins, b.twiddle().to_vec()));
+                best = Some((err, ins, tw));
             }
             if err <= tol {
                 break;

@@ -6,6 +6,7 @@
 use super::check::{butterfly_residual, complex_structure_defect};
 use super::fit::{fit_with_progress, FitOptions, Method};
 use super::gauss_newton::{gauss_newton, GaussNewtonOptions};
+use super::grow_bpbp::tolerance;
 use super::optim::Schedule;
 use super::permutation::ButterflyProduct;
 use crate::butterfly::{Butterfly, Init, Permutation};
@@ -401,11 +402,6 @@ pub(super) fn real_part_twiddles<T: Scalar>(
     Ok((err, b.twiddle().to_vec()))
 }
 
-/// Relative error below which [`real_part_twiddles`] counts as exact: `max(1e-6, 1e3 ε)`.
-pub(super) fn exact_tolerance<T: Scalar>() -> f64 {
-    1e-6f64.max(1e3 * crate::scalar::RealScalar::to_f64(<T::Real as num_traits::Float>::epsilon()))
-}
-
 /// Relative discriminant above which [`complex_structure_defect`] rejects a permutation.
 const J_TOL: f64 = 1e-6;
 
@@ -444,7 +440,7 @@ fn harden_checked<T: Scalar>(
             return Ok(None);
         }
         let (err, tw) = real_part_twiddles(target, q)?;
-        Ok((err <= exact_tolerance::<T>()).then_some(tw))
+        Ok((err <= tolerance::<T>()).then_some(tw))
     };
     // Key: (fails the check, residual when failing, not built exactly, total |logit|
     // flipped, flipped gates).
