@@ -1,4 +1,4 @@
-//! [`LowRank`] (`W = U Vᵀ`) and [`PixelatedButterfly`] (flat block butterfly plus low rank).
+//! [`LowRank`] (`W = U Vᵀ`) and [`PixelatedButterfly`](crate::PixelatedButterfly) (flat block butterfly plus low rank).
 
 use crate::dense::gemm_conj;
 use crate::error::{check_apply_shapes_ok, check_cols, check_len, check_nonzero, check_shape};

@@ -191,16 +191,10 @@ fn gathered<T: Scalar>(n: usize, q: &[usize], f: &dyn Fn(usize, usize) -> f64) -
 }
 
 fn bit_reversal(n: usize) -> Vec<usize> {
-    let bits = n.trailing_zeros();
-    (0..n)
-        .map(|i| {
-            if bits == 0 {
-                0
-            } else {
-                i.reverse_bits() >> (usize::BITS - bits)
-            }
-        })
-        .collect()
+    kaleidoscope::Permutation::bit_reversal(n)
+        .unwrap()
+        .as_slice()
+        .to_vec()
 }
 
 /// Bit reversal after Makhoul's reordering (`v_j = x_{2j}`, `v_{n−1−j} = x_{2j+1}`): the

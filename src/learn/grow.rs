@@ -15,7 +15,7 @@
 //! ([`crate::Butterfly::project_real_part`], exact when the permutation is that of a fast
 //! algorithm), so a doubling costs one construction along the lineage.
 
-use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp, tolerance};
+use super::grow_bpbp::{diagonalize_base, doubled_inner, grow_bpbp, lbfgs_only, tolerance};
 use super::permutation::{ButterflyProduct, Factor, LogitSharing, Structure};
 use super::recipe::{
     check_score, learn_transform, mix, real_part_twiddles, rms_entry, rmse, LearnOptions,
@@ -248,18 +248,7 @@ pub fn grow<T: Scalar>(
             big.soften();
             big.harden();
             let warm_rmse = rmse(&big, target, true)?;
-            let exact = LearnOptions {
-                soft_steps: 0,
-                restarts: 1,
-                flip_gates: 0,
-                polish_restarts: 0,
-                gn_iters: 0,
-                polish_steps: 0,
-                time_limit: opts
-                    .time_limit
-                    .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
-                ..opts.clone()
-            };
+            let exact = lbfgs_only(opts, start);
             let report = learn_transform(&mut big, target, &exact, &mut |s, l| progress(s, l))?;
             return Ok(Some((
                 big,

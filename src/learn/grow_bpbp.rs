@@ -37,6 +37,24 @@ pub(super) fn tolerance<T: Scalar>() -> f64 {
         .max(1e3 * crate::scalar::RealScalar::to_f64(<T::Real as num_traits::Float>::epsilon()))
 }
 
+/// `opts` for polishing an exact start: L-BFGS only (Adam's normalised first steps would throw
+/// it — in f32, short of a 1e-12 target — off the lineage), one candidate, no restarts, with
+/// the time left since `start`.
+pub(super) fn lbfgs_only(opts: &LearnOptions, start: Instant) -> LearnOptions {
+    LearnOptions {
+        soft_steps: 0,
+        restarts: 1,
+        flip_gates: 0,
+        polish_restarts: 0,
+        gn_iters: 0,
+        polish_steps: 0,
+        time_limit: opts
+            .time_limit
+            .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
+        ..opts.clone()
+    }
+}
+
 /// Logit magnitude of a hard gate.
 const HARD_LOGIT: f64 = 6.0;
 
@@ -342,21 +360,7 @@ pub(super) fn grow_bpbp<T: Scalar>(
     }
     big.harden();
     let warm_rmse = rmse(&big, target, false)?;
-    let polish = LearnOptions {
-        soft_steps: 0,
-        restarts: 1,
-        flip_gates: 0,
-        polish_restarts: 0,
-        gn_iters: 0,
-        // L-BFGS only: Adam's normalised first steps would throw an exact start (in f32,
-        // short of a 1e-12 target) off the lineage.
-        polish_steps: 0,
-        time_limit: opts
-            .time_limit
-            .map(|t| (t - start.elapsed().as_secs_f64()).max(0.0)),
-        ..opts.clone()
-    };
-    let report = learn_transform(&mut big, target, &polish, progress)?;
+    let report = learn_transform(&mut big, target, &lbfgs_only(opts, start), progress)?;
     Ok(Some((
         big,
         GrowReport {
