@@ -497,6 +497,49 @@ fn harden_checked<T: Scalar>(
             params[g] = T::from_f64(if l > 0.0 { -l } else { l.abs().max(1e-3) });
         }
     }
+    let mut level_params = None;
+    if build && twiddles.is_none() {
+        // Nothing built exactly: try every other setting of one whole level (of any learned
+        // permutation) around the chosen rounding, the cheapest in flipped |logit| kept.
+        // Along the DCT-II's soft phase at N = 32 the rounding is often one level away.
+        let mut best_level: Option<(f64, Vec<T>, Vec<T>)> = None;
+        for r in model.logit_ranges() {
+            for level in r.step_by(3) {
+                for setting in 0..8u8 {
+                    let mut trial = params.clone();
+                    let mut cost = 0.0;
+                    for k in 0..3 {
+                        let l = params[level + k].to_c64().re;
+                        let on = setting >> k & 1 == 1;
+                        if on != (l > 0.0) {
+                            cost += l.abs();
+                            trial[level + k] =
+                                T::from_f64(if on { l.abs().max(1e-3) } else { -l.abs() });
+                        }
+                    }
+                    if cost == 0.0 || best_level.as_ref().is_some_and(|(c, ..)| *c <= cost) {
+                        continue;
+                    }
+                    let q = model
+                        .rounded_permutation(&trial)
+                        .expect("checked structure");
+                    if check_score(target, &q, opts.real_part)? > CHECK_TOL {
+                        continue;
+                    }
+                    if let Some(tw) = exact(&q)? {
+                        best_level = Some((cost, trial, tw));
+                    }
+                }
+            }
+        }
+        if let Some((_, trial, tw)) = best_level {
+            level_params = Some(trial);
+            twiddles = Some(tw);
+        }
+    }
+    if let Some(trial) = level_params {
+        params = trial;
+    }
     model.params_mut().copy_from_slice(&params);
     model.harden();
     let q = model
