@@ -56,8 +56,13 @@ pub struct LearnOptions {
     /// Hardening with a check: the hard settings of the this many least certain gates
     /// (smallest `|logit|`, capped so that at most about `2^26 / n²` settings are tried) are
     /// enumerated and scored by [`butterfly_residual`]; the nearest one (smallest total
-    /// `|logit|` of the flipped gates) that passes is polished. 0: plain rounding. Only for
-    /// products `B · P ⋯ P` (see [`ButterflyProduct::rounded_permutation`]).
+    /// `|logit|` of the flipped gates) that passes is polished. 0: plain rounding (no search of
+    /// any kind). Only for
+    /// products `B · P ⋯ P` (see [`ButterflyProduct::rounded_permutation`]). For real-part
+    /// fits with complex scalars a passing setting is also built exactly
+    /// ([`crate::Butterfly::project_real_part`]; its twiddles then replace the soft ones and
+    /// only L-BFGS polishes), settings that build are preferred, and when none does every other
+    /// setting of one whole level around the chosen rounding is tried.
     pub flip_gates: usize,
     /// When the hardened permutation passes the check but the polish misses, polish again up
     /// to this many times, each time after redrawing the twiddles that only the badly fitted
@@ -498,7 +503,7 @@ fn harden_checked<T: Scalar>(
         }
     }
     let mut level_params = None;
-    if build && twiddles.is_none() {
+    if k > 0 && build && twiddles.is_none() {
         // Nothing built exactly: try every other setting of one whole level (of any learned
         // permutation) around the chosen rounding, the cheapest in flipped |logit| kept.
         // Along the DCT-II's soft phase at N = 32 the rounding is often one level away.
