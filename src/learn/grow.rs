@@ -221,7 +221,7 @@ pub fn grow<T: Scalar>(
         let tol = tolerance::<T>();
         let mut seen: Vec<crate::butterfly::Permutation> = Vec::new();
         let mut examined = 0;
-        let mut best: Option<(f64, Insertion, Vec<T>)> = None;
+        let mut found = None;
         for ins in order {
             set_gates(big.params_mut(), &ins.apply(&gates));
             let q = big
@@ -232,16 +232,14 @@ pub fn grow<T: Scalar>(
                 continue;
             }
             let (err, tw) = real_part_twiddles(target, &q)?;
-            seen.push(q);
-            if best.as_ref().is_none_or(|(e, ..)| err < *e) {
-                best = Some((err, ins, tw));
-            }
             if err <= tol {
+                found = Some((ins, tw));
                 break;
             }
+            seen.push(q);
         }
-        if let Some((_, ins, tw)) = best.filter(|(e, ..)| *e <= tol) {
-            set_gates(big.params_mut(), &ins.apply(&gates));
+        // `big` holds the gates of the extension found.
+        if let Some((ins, tw)) = found {
             let p = big.params_mut();
             let len = p.len();
             p[len - tw.len()..].copy_from_slice(&tw);

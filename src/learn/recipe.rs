@@ -56,8 +56,8 @@ pub struct LearnOptions {
     /// Hardening with a check: the hard settings of the this many least certain gates
     /// (smallest `|logit|`, capped so that at most about `2^26 / n²` settings are tried) are
     /// enumerated and scored by [`butterfly_residual`]; the nearest one (smallest total
-    /// `|logit|` of the flipped gates) that passes is polished. 0: plain rounding (no search of
-    /// any kind). Only for
+    /// `|logit|` of the flipped gates) that passes is polished. 0: plain rounding, polished from
+    /// the current twiddles (no search, no exact build). Only for
     /// products `B · P ⋯ P` (see [`ButterflyProduct::rounded_permutation`]). For real-part
     /// fits with complex scalars a passing setting is also built exactly
     /// ([`crate::Butterfly::project_real_part`]; its twiddles then replace the soft ones and
@@ -439,7 +439,7 @@ fn harden_checked<T: Scalar>(
     order.truncate(k);
     // For real parts with complex twiddles a passing setting is also built exactly
     // (`Butterfly::project_real_part`): the check is necessary only, the construction settles it.
-    let build = opts.real_part && T::IS_COMPLEX;
+    let build = opts.real_part && T::IS_COMPLEX && opts.flip_gates > 0;
     let exact = |q: &Permutation| -> Result<Option<Vec<T>>> {
         if !build {
             return Ok(None);
@@ -505,7 +505,7 @@ fn harden_checked<T: Scalar>(
         }
     }
     let mut level_params = None;
-    if k > 0 && build && twiddles.is_none() {
+    if build && twiddles.is_none() {
         // Nothing built exactly: try every other setting of one whole level (of any learned
         // permutation) around the chosen rounding, the cheapest in flipped |logit| kept.
         // Along the DCT-II's soft phase at N = 32 the rounding is often one level away.
