@@ -90,39 +90,56 @@ pub(crate) fn project_twiddles(dense: Array2<Complex64>) -> Vec<Complex64> {
     tw
 }
 
+/// The size `n` of a square `dim` that a projection onto one-block butterflies accepts: a
+/// power of two ≥ 2.
+pub(super) fn check_projectable(dim: (usize, usize)) -> Result<usize> {
+    let n = dim.0;
+    check_pow2("n", n)?;
+    check_shape("dense", dim, (n, n))?;
+    if n < 2 {
+        return Err(crate::Error::InvalidArgument {
+            what: "dense",
+            message: "expected at least a 2 × 2 matrix".into(),
+        });
+    }
+    Ok(n)
+}
+
+/// The one-block increasing-stride butterfly of size `n` with twiddles `tw`.
+pub(super) fn butterfly_from_c64<T: Scalar>(n: usize, tw: Vec<Complex64>) -> Result<Butterfly<T>> {
+    let twiddle = tw.into_iter().map(|z| T::from_parts(z.re, z.im)).collect();
+    Butterfly::from_twiddle(n, n, 1, true, twiddle, None)
+}
+
+/// `√(Σ e / Σ t)` over the `(e, t)` = (squared error, squared target entry) pairs; 0 for a zero
+/// target.
+pub(super) fn relative_error(terms: impl Iterator<Item = (f64, f64)>) -> f64 {
+    let (err, total) = terms.fold((0.0, 0.0), |(e, t), (de, dt)| (e + de, t + dt));
+    if total == 0.0 {
+        0.0
+    } else {
+        (err / total).sqrt()
+    }
+}
+
 impl<T: Scalar> Butterfly<T> {
     /// The increasing-stride butterfly (one block, no bias, size `n × n` with `n` a power of
     /// two ≥ 2) obtained from `dense` by a recursive rank-one projection (with
     /// `B = T · (B_a ⊕ B_b)`, rows `i` and `i + n/2` of each half of `B` are multiples of one
     /// row of `B_a` or `B_b`: the best rank-one fit of each such `2 × n/2` block gives `T`'s
-    /// 2×2 block and the rows of the halves, factored in turn), and the relative Frobenius error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero
-    /// matrix). Exact to rounding when `dense` is such a butterfly; otherwise a greedy
+    /// 2×2 block and the rows of the halves, factored in turn), and the relative Frobenius
+    /// error `‖B − dense‖_F / ‖dense‖_F` (0 for a zero matrix). Exact to rounding when `dense` is such a butterfly; otherwise a greedy
     /// projection (a starting point for fitting, not the best butterfly approximation). For a
     /// real `T` the twiddles are real.
     pub fn project(dense: ArrayView2<T>) -> Result<(Self, f64)> {
-        let n = dense.nrows();
-        check_pow2("n", n)?;
-        check_shape("dense", dense.dim(), (n, n))?;
-        if n < 2 {
-            return Err(crate::Error::InvalidArgument {
-                what: "dense",
-                message: "expected at least a 2 × 2 matrix".into(),
-            });
-        }
+        let n = check_projectable(dense.dim())?;
         let tw = project_twiddles(dense.mapv(|v| v.to_c64()));
-        let twiddle = tw.into_iter().map(|z| T::from_parts(z.re, z.im)).collect();
-        let b = Butterfly::from_twiddle(n, n, 1, true, twiddle, None)?;
+        let b: Self = butterfly_from_c64(n, tw)?;
         let approx = b.to_dense();
-        let (mut err, mut total) = (0.0, 0.0);
-        for (x, y) in approx.iter().zip(dense.iter()) {
-            err += (x.to_c64() - y.to_c64()).norm_sqr();
-            total += y.to_c64().norm_sqr();
-        }
-        let rel = if total == 0.0 {
-            0.0
-        } else {
-            (err / total).sqrt()
-        };
+        let rel = relative_error(approx.iter().zip(dense.iter()).map(|(x, y)| {
+            let y = y.to_c64();
+            ((x.to_c64() - y).norm_sqr(), y.norm_sqr())
+        }));
         Ok((b, rel))
     }
 }

@@ -19,9 +19,9 @@
 //! lineage, where any structure extends). The real part does not determine `B`: conjugating
 //! all rows of one parity, and the FFT's free structures, give others.
 
-use super::projection::project_twiddles;
+use super::projection::{butterfly_from_c64, check_projectable, project_twiddles, relative_error};
 use super::Butterfly;
-use crate::error::{check_pow2, check_shape, Error, Result};
+use crate::error::{Error, Result};
 use crate::linear_map::LinearMap;
 use crate::scalar::Scalar;
 use ndarray::{s, Array2, ArrayView2};
@@ -349,15 +349,7 @@ impl<T: Scalar> Butterfly<T> {
     /// their fast algorithms, Hartley, the real part of the DFT; and generic butterflies);
     /// otherwise a starting point. Requires a complex scalar type.
     pub fn project_real_part(dense: ArrayView2<T>) -> Result<(Self, f64)> {
-        let n = dense.nrows();
-        check_pow2("n", n)?;
-        check_shape("dense", dense.dim(), (n, n))?;
-        if n < 2 {
-            return Err(Error::InvalidArgument {
-                what: "dense",
-                message: "expected at least a 2 × 2 matrix".into(),
-            });
-        }
+        check_projectable(dense.dim())?;
         if !T::IS_COMPLEX {
             return Err(Error::InvalidArgument {
                 what: "T",
@@ -371,22 +363,14 @@ impl<T: Scalar> Butterfly<T> {
             tol: (1e3 * eps).sqrt().max(1e-7),
         }
         .build();
-        let twiddle = project_twiddles(w)
-            .into_iter()
-            .map(|z| T::from_parts(z.re, z.im))
-            .collect();
-        let b = Butterfly::from_twiddle(n, n, 1, true, twiddle, None)?;
+        let b: Self = butterfly_from_c64(dense.nrows(), project_twiddles(w))?;
         let approx = b.to_dense();
-        let (mut err, mut total) = (0.0, 0.0);
-        for (x, y) in approx.iter().zip(a.iter()) {
-            err += (x.to_c64().re - y).powi(2);
-            total += y * y;
-        }
-        let rel = if total == 0.0 {
-            0.0
-        } else {
-            (err / total).sqrt()
-        };
+        let rel = relative_error(
+            approx
+                .iter()
+                .zip(a.iter())
+                .map(|(x, y)| ((x.to_c64().re - y).powi(2), y * y)),
+        );
         Ok((b, rel))
     }
 }
